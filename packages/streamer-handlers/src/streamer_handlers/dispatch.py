@@ -1,0 +1,187 @@
+"""What the router does with one message, from raw body to the reply frame.
+
+Every outcome is a frame, never an exception: bad input, a refused permission, a crashing
+action all become an ``error`` frame answering the request id, so a client is never left
+waiting and the function never fails the gateway's integration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from streamer_core import (
+    BUILTIN_ACTIONS,
+    ClientFrame,
+    ErrorCode,
+    ProtocolError,
+    ResponseFrame,
+    parse_client_frame,
+)
+from streamer_core.auth import Principal
+
+from .builtin_actions import Caller, run_builtin
+from .errors import ActionError
+from .events import authorizer_principal, connection_expires_at, message_body, websocket_event
+from .execution import DeadlineExceeded, run_action
+from .observability import RATE_LIMITED, add_log_keys, count, logger
+from .replies import error_frame, internal_error
+from .request import Request
+from .submission import submit
+
+if TYPE_CHECKING:
+    from .app import ActionSpec
+    from .runtime import Runtime
+
+DEADLINE_MARGIN_SECONDS = 1.0
+"""Time kept back from Lambda's remaining time to encode and return the reply."""
+RATE_WINDOW_SECONDS = 60
+
+
+def _caller(runtime: Runtime, request_context: Mapping[str, Any]) -> Caller | None:
+    """The verified caller; from the authorizer context, with a stored record as fallback.
+
+    On AWS the context is always there. The fallback (one GetItem) serves gateways without
+    an authorizer, and still only trusts what ``$connect`` verified and stored.
+    """
+    connection_id = str(request_context.get("connectionId", ""))
+    connected_at = request_context.get("connectedAt")
+    expires_at = connection_expires_at(
+        int(connected_at) if isinstance(connected_at, int | float) else None, runtime.clock()
+    )
+    principal = authorizer_principal(request_context)
+    if principal is None:
+        stored = runtime.storage.connections.get(connection_id) if connection_id else None
+        if stored is None:
+            return None
+        principal = Principal(
+            user_id=stored.user_id, tenant_id=stored.tenant_id, permissions=stored.permissions
+        )
+        expires_at = stored.expires_at
+    return Caller(principal, connection_id, expires_at)
+
+
+def _best_effort_id(body: str | bytes) -> str | None:
+    try:
+        return parse_client_frame(body).id
+    except ProtocolError as error:
+        return error.request_id
+
+
+def route_message(runtime: Runtime, event: Mapping[str, Any], context: Any = None) -> BaseModel:
+    """Answer one WebSocket message event with the frame to send back to its sender."""
+    body = message_body(websocket_event(event))
+    try:
+        return _route(runtime, event, body, context)
+    except Exception:
+        logger.exception("message could not be handled")
+        return internal_error(_best_effort_id(body))
+
+
+def _route(
+    runtime: Runtime, event: Mapping[str, Any], body: str | bytes, context: Any
+) -> BaseModel:
+    request_context: Mapping[str, Any] = event.get("requestContext") or {}
+    caller = _caller(runtime, request_context)
+    if caller is None:
+        return error_frame(
+            ErrorCode.UNAUTHORIZED, "this connection is not authenticated", _best_effort_id(body)
+        )
+    add_log_keys(user_id=caller.principal.user_id, tenant_id=caller.principal.tenant_id)
+    allowed = runtime.storage.connections.hit_rate_limit(
+        caller.connection_id, limit=runtime.settings.rate_limit, window_seconds=RATE_WINDOW_SECONDS
+    )
+    if not allowed:
+        if runtime.storage.connections.get(caller.connection_id) is None:
+            # The store refuses unknown connections too; that is not the client's rate.
+            return error_frame(
+                ErrorCode.UNAUTHORIZED,
+                "this connection is no longer registered; reconnect",
+                _best_effort_id(body),
+            )
+        count(RATE_LIMITED)
+        return error_frame(
+            ErrorCode.RATE_LIMITED,
+            f"more than {runtime.settings.rate_limit} messages in {RATE_WINDOW_SECONDS} s",
+            _best_effort_id(body),
+            {"limit": runtime.settings.rate_limit, "window_seconds": RATE_WINDOW_SECONDS},
+        )
+    try:
+        frame = parse_client_frame(body)
+    except ProtocolError as error:
+        return error.to_frame()
+    add_log_keys(request_id=frame.id, action=frame.action)
+    try:
+        if frame.action in BUILTIN_ACTIONS:
+            return run_builtin(runtime, caller, frame)
+        return _run_user_action(runtime, caller, frame, context)
+    except ProtocolError as error:
+        return error.to_frame()
+
+
+def _run_user_action(
+    runtime: Runtime, caller: Caller, frame: ClientFrame, context: Any
+) -> BaseModel:
+    spec = runtime.app.get(frame.action)
+    if spec is None:
+        return error_frame(
+            ErrorCode.NOT_FOUND, f"unknown action {frame.action!r}", frame.id, {"field": "action"}
+        )
+    missing = sorted(spec.permissions - caller.principal.permissions)
+    if missing:
+        return error_frame(
+            ErrorCode.FORBIDDEN,
+            f"action {frame.action!r} needs permissions the caller lacks",
+            frame.id,
+            {"missing": list(missing)},
+        )
+    if spec.asynchronous:
+        return submit(runtime, caller, frame)
+    return _run_sync(runtime, caller, frame, spec, context)
+
+
+def _deadline(runtime: Runtime, spec: ActionSpec, context: Any) -> float:
+    deadline = runtime.settings.sync_timeout
+    if spec.timeout is not None:
+        deadline = min(deadline, spec.timeout)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        left = remaining() / 1000 - DEADLINE_MARGIN_SECONDS
+        if math.isfinite(left):
+            deadline = min(deadline, max(0.001, left))
+    return deadline
+
+
+def _run_sync(
+    runtime: Runtime, caller: Caller, frame: ClientFrame, spec: ActionSpec, context: Any
+) -> BaseModel:
+    request = Request(
+        id=frame.id,
+        action=frame.action,
+        payload=dict(frame.payload),
+        metadata=dict(frame.metadata),
+        user_id=caller.principal.user_id,
+        tenant_id=caller.principal.tenant_id,
+        permissions=caller.principal.permissions,
+        connection_id=caller.connection_id,
+    )
+    deadline = _deadline(runtime, spec, context)
+    try:
+        result = run_action(spec, (request,), deadline)
+    except ActionError as error:
+        return error_frame(error.code, error.message, frame.id, error.details)
+    except DeadlineExceeded:
+        return error_frame(
+            ErrorCode.TIMEOUT, f"action did not finish within {deadline:g} s", frame.id
+        )
+    except Exception:
+        logger.exception("action failed")
+        return internal_error(frame.id)
+    try:
+        return ResponseFrame(request_id=frame.id, result=result)
+    except PydanticValidationError:
+        logger.error("action returned a value that is not JSON")
+        return internal_error(frame.id)

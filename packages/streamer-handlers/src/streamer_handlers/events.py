@@ -1,0 +1,140 @@
+"""Reading the shapes API Gateway and SQS hand to the functions.
+
+Field access goes through Powertools' event data classes where they cover the shape; the
+helpers here add what the classes leave to the caller: where a token may hide on
+``$connect``, the verified principal of a message, and a safe view of absent fields
+(API Gateway omits ``headers`` or ``queryStringParameters`` entirely when there are none).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event import (
+    APIGatewayWebSocketEvent,
+)
+from streamer_core.auth import AuthError, Principal
+
+CONNECTION_LIFETIME_SECONDS = 2 * 60 * 60
+"""API Gateway closes every WebSocket after two hours; stored connections expire with it."""
+EXPIRY_SLACK_SECONDS = 5 * 60
+
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_BEARER_PREFIXES = ("bearer.", "bearer ")
+
+TokenOrigin = Literal["header", "subprotocol", "query"]
+
+
+@dataclass(frozen=True)
+class TokenLocation:
+    """A token found in a ``$connect`` request and how it arrived.
+
+    ``subprotocol`` is what the gateway must echo in ``Sec-WebSocket-Protocol`` when the
+    token came that way: browsers close a socket whose handshake does not pick one of the
+    subprotocols they offered.
+    """
+
+    token: str
+    origin: TokenOrigin
+    subprotocol: str | None = None
+
+
+def is_authorizer_event(event: Mapping[str, Any]) -> bool:
+    """Whether API Gateway invoked the function as a REQUEST authorizer."""
+    return event.get("type") == "REQUEST" and "methodArn" in event
+
+
+def websocket_event(event: Mapping[str, Any]) -> APIGatewayWebSocketEvent:
+    """Wrap a WebSocket proxy event (``$connect``, ``$disconnect`` or a message)."""
+    return APIGatewayWebSocketEvent(dict(event))
+
+
+def _lower_keys(values: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (values or {}).items() if v is not None}
+
+
+def _strip_bearer(value: str) -> str:
+    value = value.strip()
+    if value[:7].lower() in _BEARER_PREFIXES:
+        return value[7:].strip()
+    return value
+
+
+def _from_subprotocols(header: str) -> TokenLocation | None:
+    offered = [item.strip() for item in header.split(",") if item.strip()]
+    for item in offered:
+        candidate = _strip_bearer(item)
+        if _JWT_SHAPE.fullmatch(candidate):
+            others = [o for o in offered if o != item]
+            return TokenLocation(candidate, "subprotocol", others[0] if others else item)
+    return None
+
+
+def find_token(event: Mapping[str, Any]) -> TokenLocation | None:
+    """Find the caller's token: Authorization header, then subprotocol, then query string.
+
+    The query string is kept for browsers, which can set neither headers nor (in some
+    libraries) subprotocols; it is the last resort because URLs end up in access logs.
+    """
+    headers = _lower_keys(event.get("headers"))
+    authorization = headers.get("authorization", "").strip()
+    if authorization:
+        token = _strip_bearer(authorization)
+        if token:
+            return TokenLocation(token, "header")
+    protocols = headers.get("sec-websocket-protocol")
+    if protocols:
+        found = _from_subprotocols(protocols)
+        if found is not None:
+            return found
+    query = _lower_keys(event.get("queryStringParameters"))
+    for name in ("authorization", "token"):
+        token = _strip_bearer(query.get(name, ""))
+        if token:
+            return TokenLocation(token, "query")
+    return None
+
+
+def authorizer_principal(request_context: Mapping[str, Any]) -> Principal | None:
+    """The principal the ``$connect`` authorizer attached to the connection, if any.
+
+    API Gateway repeats the authorizer's context on every later event of the connection,
+    which is what spares the router a database read per message.
+    """
+    context = request_context.get("authorizer")
+    if not isinstance(context, Mapping):
+        return None
+    try:
+        return Principal.from_context(context)
+    except AuthError:
+        return None
+
+
+def message_body(event: APIGatewayWebSocketEvent) -> str | bytes:
+    """The raw frame: text as sent, binary frames as bytes (decoded from base64)."""
+    body = event.body or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return body
+    return body
+
+
+def connection_expires_at(connected_at_ms: int | None, now: float) -> int:
+    """Epoch second after which a connection (and what hangs off it) is certainly gone."""
+    start = connected_at_ms / 1000 if connected_at_ms else now
+    return int(start) + CONNECTION_LIFETIME_SECONDS + EXPIRY_SLACK_SECONDS
+
+
+def receive_count(attributes: Mapping[str, Any]) -> int:
+    """SQS's ApproximateReceiveCount of a record (1 on the first delivery)."""
+    try:
+        return max(1, int(attributes.get("ApproximateReceiveCount", 1)))
+    except (TypeError, ValueError):
+        return 1

@@ -1,0 +1,61 @@
+"""Every message route (``$default`` and one route per action): one frame in, one frame out.
+
+The reply is the integration's response body, which API Gateway sends back to the caller
+as the route response; that avoids a management-API call (and its latency) for every
+answer. Only updates that happen later (progress, results, events) use the management API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from streamer_core import ErrorFrame, FrameTooLargeError, encode
+
+from ..dispatch import route_message
+from ..observability import (
+    MESSAGE_FAILURES,
+    MESSAGES_ROUTED,
+    count,
+    flush_metrics,
+    logger,
+    start_invocation,
+)
+from ..replies import error_frame, internal_error
+from ..runtime import get_runtime
+
+
+def _encode_reply(frame: BaseModel) -> tuple[str, bool]:
+    try:
+        return encode(frame), isinstance(frame, ErrorFrame)
+    except FrameTooLargeError as error:
+        request_id = getattr(frame, "request_id", None)
+        logger.error("reply too large", extra={"size": error.size})
+        too_large = error_frame(
+            error.code,
+            "the reply is larger than the 128 KB frame limit",
+            request_id if isinstance(request_id, str) else None,
+        )
+        return encode(too_large), True
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point for message routes; the returned body is the caller's reply."""
+    request_context = event.get("requestContext") or {}
+    start_invocation(
+        request_context.get("requestId") or getattr(context, "aws_request_id", None),
+        connection_id=request_context.get("connectionId"),
+    )
+    try:
+        try:
+            frame = route_message(get_runtime(), event, context)
+        except Exception:
+            logger.exception("message could not be routed")
+            frame = internal_error()
+        body, failed = _encode_reply(frame)
+        count(MESSAGES_ROUTED)
+        if failed:
+            count(MESSAGE_FAILURES)
+        return {"statusCode": 200, "body": body}
+    finally:
+        flush_metrics()

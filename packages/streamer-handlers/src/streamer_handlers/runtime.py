@@ -1,0 +1,194 @@
+"""The clients and stores one warm process shares across invocations.
+
+Everything is created on first use and then cached, because Lambda reuses a warm process
+and boto3 clients are the most expensive thing a cold start can pay for. The runtime is
+also the seam the tests and the local stack use: :func:`set_runtime` swaps in one built
+from moto clients and a recording sender, :func:`reset_runtime` drops it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .progress import Scheduler, thread_timer
+from .settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from streamer_core.auth import TokenVerifier
+    from streamer_core.storage import Storage
+
+    from .app import Streamer
+    from .sender import Sender
+
+_boto_lock = threading.Lock()
+
+
+def boto_client(service: str) -> Any:
+    """A boto3 client for ``service``; boto3's default session is not thread-safe to build on."""
+    import boto3
+
+    factory: Any = boto3.client  # one code path for every service name
+    with _boto_lock:
+        return factory(service)
+
+
+class Runtime:
+    """Settings, storage, queue client, sender, application and token verifier of a process.
+
+    ``clock`` (epoch seconds) drives storage expiry and progress coalescing, and
+    ``schedule`` runs delayed progress flushes; tests replace both to control time.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        dynamodb: Any | None = None,
+        sqs: Any | None = None,
+        storage: Storage | None = None,
+        sender: Sender | None = None,
+        app: Streamer | None = None,
+        verifier: TokenVerifier | None = None,
+        clock: Callable[[], float] = time.time,
+        schedule: Scheduler = thread_timer,
+    ) -> None:
+        self._settings = settings
+        self._dynamodb = dynamodb
+        self._sqs = sqs
+        self._storage = storage
+        self._sender = sender
+        self._app = app
+        self._verifier = verifier
+        self.clock = clock
+        self.schedule = schedule
+        self._lock = threading.RLock()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings given, else those of the environment."""
+        return self._settings if self._settings is not None else get_settings()
+
+    @property
+    def dynamodb(self) -> Any:
+        """The low-level DynamoDB client every store shares."""
+        with self._lock:
+            if self._dynamodb is None:
+                self._dynamodb = boto_client("dynamodb")
+            return self._dynamodb
+
+    @property
+    def storage(self) -> Storage:
+        """The three DynamoDB stores, sharing one client."""
+        with self._lock:
+            if self._storage is None:
+                from streamer_core.storage import Storage
+
+                settings = self.settings
+                self._storage = Storage(
+                    self.dynamodb,
+                    env=settings.env,
+                    connections_table=settings.connections_table,
+                    subscriptions_table=settings.subscriptions_table,
+                    requests_table=settings.requests_table,
+                    clock=self.clock,
+                )
+            return self._storage
+
+    @property
+    def sqs(self) -> Any:
+        """The SQS client the router enqueues with."""
+        with self._lock:
+            if self._sqs is None:
+                self._sqs = boto_client("sqs")
+            return self._sqs
+
+    @property
+    def sender(self) -> Sender:
+        """The management-API sender; 410 answers prune through this runtime's storage."""
+        with self._lock:
+            if self._sender is None:
+                from .sender import ConnectionPruner, ManagementSender
+
+                self._sender = ManagementSender(
+                    self.settings.management_endpoint, on_gone=ConnectionPruner(self.storage)
+                )
+            return self._sender
+
+    @property
+    def app(self) -> Streamer:
+        """The application named by STREAMER_APP (the demo app by default)."""
+        with self._lock:
+            if self._app is None:
+                from .app import load_app
+
+                self._app = load_app(self.settings.app)
+            return self._app
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        """The JWT verifier configured by the STREAMER_JWT_* variables."""
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = build_verifier(self.settings)
+            return self._verifier
+
+    def queue_url(self) -> str:
+        """The work queue's URL; a router without one cannot accept asynchronous work."""
+        url = self.settings.queue_url
+        if not url:
+            raise SettingsError("STREAMER_QUEUE_URL is not set")
+        return url
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """A verifier from the first key source configured: PEM text, a secret, or a JWKS URL."""
+    from streamer_core.auth import KeySet, SecretsManagerKeySource, TokenVerifier
+
+    common: dict[str, Any] = {
+        "issuer": settings.jwt_issuer,
+        "audience": settings.jwt_audience,
+        "allowed_tenants": settings.allowed_tenants,
+    }
+    if settings.jwt_public_key:
+        return TokenVerifier(KeySet.from_secret_string(settings.jwt_public_key), **common)
+    if settings.jwt_public_key_secret:
+        return TokenVerifier(SecretsManagerKeySource(settings.jwt_public_key_secret), **common)
+    if settings.jwks_url:
+        return TokenVerifier(jwks_url=settings.jwks_url, **common)
+    raise SettingsError(
+        "no JWT key configured: set STREAMER_JWT_PUBLIC_KEY, "
+        "STREAMER_JWT_PUBLIC_KEY_SECRET or STREAMER_JWKS_URL"
+    )
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, created on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime()
+        return _runtime
+
+
+def set_runtime(runtime: Runtime) -> None:
+    """Use ``runtime`` for every later invocation in this process."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime
+
+
+def reset_runtime() -> None:
+    """Drop the cached runtime (and settings) so the next invocation rebuilds from the env."""
+    global _runtime
+    from .settings import reset_settings
+
+    with _runtime_lock:
+        _runtime = None
+    reset_settings()

@@ -1,0 +1,195 @@
+"""Delivering frames to connections through the API Gateway Management API.
+
+A fan-out to thousands of subscribers must not be a loop of sequential HTTPS calls, so
+sends run on a shared thread pool with one shared boto3 client (clients are thread-safe;
+creating one costs ~85 ms, so it is made once, on first use). ``410 Gone`` means the
+socket is closed: the connection and its subscriptions are pruned at once and never
+retried. Throttling and server errors are retried a bounded number of times with full
+jitter, so a burst of retries from many workers does not hit the service in lockstep.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from .observability import STALE_CONNECTIONS_PRUNED, count, logger
+
+_GONE_CODES = frozenset({"GoneException"})
+_FINAL_CODES = frozenset(
+    {"ForbiddenException", "PayloadTooLargeException", "BadRequestException", "ValidationException"}
+)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """Which connections got the frame, which are gone for good, which failed after retries."""
+
+    delivered: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+class Sender(Protocol):
+    """Anything that can post one frame to a set of connections (the test seam)."""
+
+    def send(self, connection_ids: Sequence[str], data: str) -> DeliveryReport:
+        """Post ``data`` to every connection; never raises for a single bad connection."""
+        ...
+
+
+class _Outcome(Enum):
+    DELIVERED = "delivered"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+def _error_code(error: Exception) -> tuple[str, int]:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return "", 0
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+class ManagementSender:
+    """The production :class:`Sender`: boto3 ``apigatewaymanagementapi`` ``post_to_connection``.
+
+    ``endpoint_url`` is ``https://{domain}/{stage}`` from configuration, never derived from
+    the event: behind a custom domain the event's domain is not the management endpoint.
+    ``on_gone`` is called once per connection that answered 410, from a worker thread.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        *,
+        client: Any | None = None,
+        on_gone: Callable[[str], None] | None = None,
+        max_workers: int = 32,
+        max_attempts: int = 4,
+        base_delay: float = 0.05,
+        max_delay: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if client is None and not endpoint_url:
+            raise ValueError("STREAMER_MANAGEMENT_ENDPOINT is not set: cannot reach any connection")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._endpoint_url = endpoint_url
+        self._client = client
+        self._on_gone = on_gone
+        self._max_workers = max_workers
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._sleep = sleep
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def client(self) -> Any:
+        """The shared boto3 client, created on first use."""
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                self._client = boto3.session.Session().client(
+                    "apigatewaymanagementapi",
+                    endpoint_url=self._endpoint_url,
+                    config=Config(
+                        retries={"total_max_attempts": 1},
+                        max_pool_connections=self._max_workers,
+                        connect_timeout=2,
+                        read_timeout=5,
+                    ),
+                )
+            return self._client
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="streamer-send"
+                )
+            return self._pool
+
+    def send(self, connection_ids: Sequence[str], data: str) -> DeliveryReport:
+        """Post ``data`` to each connection concurrently and report the outcome of each."""
+        ids = list(dict.fromkeys(connection_ids))
+        if not ids:
+            return DeliveryReport()
+        client = self.client
+        payload = data.encode("utf-8")
+        if len(ids) == 1:
+            outcomes = [self._send_one(client, ids[0], payload)]
+        else:
+            outcomes = list(self._executor().map(lambda c: self._send_one(client, c, payload), ids))
+        grouped: dict[_Outcome, list[str]] = {o: [] for o in _Outcome}
+        for connection_id, outcome in zip(ids, outcomes, strict=True):
+            grouped[outcome].append(connection_id)
+        if grouped[_Outcome.GONE]:
+            count(STALE_CONNECTIONS_PRUNED, len(grouped[_Outcome.GONE]))
+        return DeliveryReport(
+            delivered=tuple(grouped[_Outcome.DELIVERED]),
+            gone=tuple(grouped[_Outcome.GONE]),
+            failed=tuple(grouped[_Outcome.FAILED]),
+        )
+
+    def _send_one(self, client: Any, connection_id: str, payload: bytes) -> _Outcome:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                client.post_to_connection(ConnectionId=connection_id, Data=payload)
+                return _Outcome.DELIVERED
+            except Exception as error:
+                code, status = _error_code(error)
+                if code in _GONE_CODES or status == 410:
+                    self._prune(connection_id)
+                    return _Outcome.GONE
+                if code in _FINAL_CODES or attempt == self._max_attempts:
+                    logger.warning(
+                        "delivery failed",
+                        extra={
+                            "connection_id": connection_id,
+                            "code": code or type(error).__name__,
+                        },
+                    )
+                    return _Outcome.FAILED
+                ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
+                self._sleep(ceiling * self._jitter())
+        return _Outcome.FAILED
+
+    def _prune(self, connection_id: str) -> None:
+        if self._on_gone is None:
+            return
+        try:
+            self._on_gone(connection_id)
+        except Exception:
+            logger.exception(
+                "pruning a gone connection failed", extra={"connection_id": connection_id}
+            )
+
+
+class ConnectionPruner:
+    """Forget a closed connection: its record and every subscription it held.
+
+    Used as ``ManagementSender(on_gone=...)``; both deletes are idempotent, so a prune that
+    races with ``$disconnect`` is harmless.
+    """
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+
+    def __call__(self, connection_id: str) -> None:
+        self._storage.subscriptions.remove_connection(connection_id)
+        self._storage.connections.delete(connection_id)

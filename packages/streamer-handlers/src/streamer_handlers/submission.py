@@ -1,0 +1,106 @@
+"""Accepting an asynchronous request: store it once, follow it, queue it, acknowledge it.
+
+The request record is created with a conditional write keyed by the client's request id,
+so a resent frame (a retry after a dropped socket, a double click) finds the first record
+instead of making a second job. The caller's connection is subscribed before the message
+is queued, so not even the first progress frame can outrun the subscription.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from streamer_core import (
+    TERMINAL_STATUSES,
+    AcknowledgmentFrame,
+    ClientFrame,
+    ErrorCode,
+    ErrorInfo,
+    RequestStatus,
+)
+
+from .builtin_actions import Caller, request_key
+from .delivery import request_topic
+from .observability import logger
+from .replies import error_frame
+
+if TYPE_CHECKING:
+    from streamer_core.storage import RequestKey, RequestRecord
+
+    from .runtime import Runtime
+
+REQUEUE_AFTER_MS = 60_000
+"""A request still QUEUED this long after creation has most likely lost its SQS message
+(the send failed after the record was written): a resend of its id queues it again. A
+second message is harmless, because only one processor can claim the request."""
+
+
+def _enqueue(runtime: Runtime, key: RequestKey, caller: Caller) -> None:
+    runtime.sqs.send_message(
+        QueueUrl=runtime.queue_url(),
+        MessageBody=key.to_json(),
+        MessageAttributes={
+            "permissions": {
+                "DataType": "String",
+                "StringValue": " ".join(sorted(caller.principal.permissions)) or "-",
+            },
+            "connectionId": {"DataType": "String", "StringValue": caller.connection_id},
+        },
+    )
+
+
+def _should_enqueue(record: RequestRecord, created: bool, now_ms: int) -> bool:
+    if created:
+        return True
+    return record.status is RequestStatus.QUEUED and now_ms - record.created_at >= REQUEUE_AFTER_MS
+
+
+def submit(runtime: Runtime, caller: Caller, frame: ClientFrame) -> BaseModel:
+    """Queue ``frame`` as an asynchronous request and answer ``acknowledgment``.
+
+    A resent id answers with the stored request's status; when that status is final the
+    client reads the outcome with ``status`` (the route response carries one frame only).
+    """
+    from streamer_core.storage import ConflictError, ItemTooLargeError
+
+    key = request_key(caller, frame.id)
+    requests = runtime.storage.requests
+    payload: dict[str, Any] = dict(frame.payload)
+    try:
+        record, created = requests.create(
+            key,
+            frame.action,
+            payload,
+            connection_id=caller.connection_id,
+            metadata=dict(frame.metadata),
+        )
+    except ItemTooLargeError as error:
+        return error_frame(ErrorCode.VALIDATION_ERROR, str(error), frame.id, {"field": "payload"})
+    except ConflictError:
+        return error_frame(
+            ErrorCode.CONFLICT,
+            "this request id was already used for a different action or payload",
+            frame.id,
+            {"field": "id"},
+        )
+    if record.status not in TERMINAL_STATUSES:
+        runtime.storage.subscriptions.subscribe(
+            caller.connection_id,
+            key.tenant_id,
+            request_topic(key),
+            expires_at=caller.connection_expires_at,
+        )
+    if _should_enqueue(record, created, int(runtime.clock() * 1000)):
+        try:
+            _enqueue(runtime, key, caller)
+        except Exception:
+            logger.exception("could not queue a request", extra={"request_id": key.request_id})
+            if created:
+                requests.fail(
+                    key, ErrorInfo(code=ErrorCode.INTERNAL_ERROR, message="could not queue")
+                )
+            return error_frame(
+                ErrorCode.INTERNAL_ERROR, "the request could not be queued", frame.id
+            )
+    return AcknowledgmentFrame(request_id=frame.id, action=frame.action, status=record.status)
