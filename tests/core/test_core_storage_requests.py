@@ -494,3 +494,50 @@ def test_storage_needs_an_env_or_every_table_name(dynamodb: Any) -> None:
         Storage(dynamodb)
     with pytest.raises(ValueError, match="requests"):
         Storage(dynamodb, connections_table="a", subscriptions_table="b")
+
+
+def test_release_lets_the_next_delivery_reclaim_at_once(
+    request_store: RequestStore, clock: FakeClock
+) -> None:
+    _create(request_store)
+    claimed = request_store.claim(KEY, lease_seconds=900)
+    assert claimed is not None
+    assert request_store.claim(KEY, lease_seconds=900) is None
+
+    released = request_store.release(KEY, attempts=claimed.attempts)
+
+    assert released is not None
+    assert released.status is RequestStatus.PROCESSING
+    clock.advance(0.001)
+    again = request_store.claim(KEY, lease_seconds=900)
+    assert again is not None
+    assert again.attempts == claimed.attempts + 1
+
+
+def test_release_never_touches_a_later_attempts_claim(
+    request_store: RequestStore, clock: FakeClock
+) -> None:
+    _create(request_store)
+    first = request_store.claim(KEY, lease_seconds=10)
+    assert first is not None
+    clock.advance(11)
+    second = request_store.claim(KEY, lease_seconds=900)
+    assert second is not None
+
+    assert request_store.release(KEY, attempts=first.attempts) is None
+    assert request_store.claim(KEY, lease_seconds=900) is None
+    current = request_store.get(KEY)
+    assert current is not None
+    assert current.lease_until == second.lease_until
+
+
+def test_release_of_a_finished_request_changes_nothing(request_store: RequestStore) -> None:
+    _create(request_store)
+    claimed = request_store.claim(KEY, lease_seconds=900)
+    assert claimed is not None
+    request_store.complete(KEY, {"ok": True})
+
+    assert request_store.release(KEY, attempts=claimed.attempts) is None
+    current = request_store.get(KEY)
+    assert current is not None
+    assert current.status is RequestStatus.COMPLETED

@@ -4,7 +4,7 @@ The claim is a conditional write, so a duplicate delivery of a running request f
 taken and goes back to the queue, and a delivery of a finished one is dropped. The claim's
 lease lasts as long as this invocation can (Lambda's remaining time): once it lapses, the
 worker is certainly gone and a redelivery can take the request over. An attempt that
-crashes hands its claim back at once (see :mod:`.lease`), so SQS's next delivery retries.
+crashes hands its claim back at once (``RequestStore.release``), so SQS's next delivery retries.
 A failure on the last delivery SQS will make (STREAMER_MAX_RECEIVE_COUNT, the queue's
 maxReceiveCount) marks the request FAILED and tells its followers, so nothing stays
 PROCESSING after the message moves to the dead-letter queue.
@@ -33,7 +33,6 @@ from .delivery import deliver_to_request
 from .errors import ActionError, Cancelled
 from .events import receive_count
 from .execution import DeadlineExceeded, run_action
-from .lease import release_claim
 from .observability import (
     PROCESSING_LATENCY,
     PROGRESS_DELIVERED,
@@ -247,9 +246,17 @@ def _run(run: RequestRun, last_attempt: bool) -> None:
         run.reporter.finish(flush=False)
         logger.exception("action crashed", extra={"last_attempt": last_attempt})
         if not last_attempt:
-            release_claim(run.runtime, run.record)
+            _release(run)
             raise
         run.fail(ErrorInfo(code=ErrorCode.INTERNAL_ERROR, message=INTERNAL_MESSAGE))
+
+
+def _release(run: RequestRun) -> None:
+    """Hand the claim back so the redelivery retries now, not after the whole lease."""
+    try:
+        run.runtime.storage.requests.release(run.record.key, attempts=run.record.attempts)
+    except Exception as error:
+        logger.warning("claim not released", extra={"error": type(error).__name__})
 
 
 def _not_claimed(runtime: Runtime, key: RequestKey) -> None:

@@ -2,15 +2,26 @@
 
 Imported as ``streamer_core.auth`` and never from the package root, because it needs PyJWT and
 cryptography (the ``jwt`` extra) while the client installs core without them.
+
+The names that need PyJWT or cryptography load on first use: the router reads the principal
+that ``$connect`` verified and only needs :class:`Principal` and :func:`redact_tokens`, so its
+cold start does not pay for the JWT stack.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from streamer_core.auth.errors import AuthError, AuthReason
-from streamer_core.auth.issuer import TokenIssuer, generate_key_pair
-from streamer_core.auth.keys import KeySet, KeySource
 from streamer_core.auth.principal import Principal
 from streamer_core.auth.redaction import redact_tokens
-from streamer_core.auth.secrets_manager import SecretsManagerKeySource
-from streamer_core.auth.verifier import TokenVerifier
+
+if TYPE_CHECKING:
+    from streamer_core.auth.issuer import TokenIssuer, generate_key_pair
+    from streamer_core.auth.keys import KeySet, KeySource
+    from streamer_core.auth.secrets_manager import SecretsManagerKeySource
+    from streamer_core.auth.verifier import TokenVerifier
 
 __all__ = [
     "AuthError",
@@ -24,3 +35,25 @@ __all__ = [
     "generate_key_pair",
     "redact_tokens",
 ]
+
+_LAZY = {
+    "KeySet": "streamer_core.auth.keys",
+    "KeySource": "streamer_core.auth.keys",
+    "SecretsManagerKeySource": "streamer_core.auth.secrets_manager",
+    "TokenIssuer": "streamer_core.auth.issuer",
+    "generate_key_pair": "streamer_core.auth.issuer",
+    "TokenVerifier": "streamer_core.auth.verifier",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -244,6 +244,27 @@ class RequestStore:
         )
         return record
 
+    def release(self, key: RequestKey, *, attempts: int) -> RequestRecord | None:
+        """Hand back the claim of a failed attempt so that SQS's next delivery may retry it.
+
+        The lease otherwise lasts as long as the invocation could have run, which is longer
+        than the queue's visibility timeout: every redelivery would find it live and the
+        message would reach the dead-letter queue with the request stuck in PROCESSING. The
+        condition names the attempt, so a release never touches a claim taken since by
+        another worker. None when the claim is no longer that attempt's.
+        """
+        record, _old = self._update(
+            key,
+            update="SET lease_until = :released, updated_at = :now_ms",
+            condition="#status = :processing AND attempts = :attempts",
+            values={
+                ":released": 0,
+                ":processing": RequestStatus.PROCESSING.value,
+                ":attempts": attempts,
+            },
+        )
+        return record
+
     def record_progress(self, key: RequestKey, progress: ProgressState) -> RequestRecord | None:
         """Store the latest progress; None when the request is not running or `seq` is stale.
 
