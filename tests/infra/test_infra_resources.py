@@ -10,7 +10,7 @@ import pulumi_aws
 import pytest
 from infra_harness import ENVIRONMENTS, Deployment
 from streamer_core.storage import TABLES
-from streamer_handlers.routes import function_specs
+from streamer_handlers.routes import function_specs, metric_dimensions
 
 EXPECTED = {
     "dev": {"concurrency": 10, "retention": 7, "log_level": "DEBUG", "stage": "dev"},
@@ -207,7 +207,9 @@ def test_alarms_cover_the_documented_signals(deployment: Deployment) -> None:
     alarms = {
         r.name: r.inputs for r in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     }
-    service = {"service": f"streamer-{deployment.environment}"}
+    # Exactly what the functions emit: CloudWatch matches on the whole dimension set.
+    service = {"service": "streamer", "environment": deployment.environment}
+    assert service == metric_dimensions(deployment.environment)
     for name, metric in [
         ("auth-failures", "AuthFailures"),
         ("message-failures", "MessageFailures"),

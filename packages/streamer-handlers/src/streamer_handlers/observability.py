@@ -24,8 +24,9 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from streamer_core.auth import redact_tokens
 
-NAMESPACE = "Streamer"
-SERVICE = "streamer"
+from .routes import METRICS_NAMESPACE as NAMESPACE
+from .routes import METRICS_SERVICE as SERVICE
+from .routes import metric_dimensions
 
 AUTH_FAILURES = "AuthFailures"
 CONNECTIONS_OPENED = "ConnectionsOpened"
@@ -46,10 +47,11 @@ def _serialize(record: dict[str, Any]) -> str:
 logger = Logger(
     service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SERVICE, json_serializer=_serialize
 )
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-metrics.set_default_dimensions(environment=os.environ.get("STREAMER_ENV") or "dev")
-"""Dimensions: service=streamer and environment=STREAMER_ENV, so that several environments
-sharing one account never mix their alarms."""
+_dimensions = metric_dimensions(os.environ.get("STREAMER_ENV") or "dev")
+metrics = Metrics(namespace=NAMESPACE, service=_dimensions.pop("service"))
+metrics.set_default_dimensions(**_dimensions)
+"""Dimensions from :func:`.routes.metric_dimensions`, so that several environments sharing one
+account never mix their alarms, and the alarms name exactly what is emitted."""
 _metrics_lock = threading.Lock()
 _tracer_lock = threading.Lock()
 _tracer: Any = None

@@ -18,6 +18,19 @@ from streamer_core import BUILTIN_ACTIONS
 if TYPE_CHECKING:
     from .app import Streamer
 
+METRICS_NAMESPACE = "Streamer"
+METRICS_SERVICE = "streamer"
+
+
+def metric_dimensions(env: str) -> dict[str, str]:
+    """The dimensions every custom metric carries; alarms and dashboards must name exactly these.
+
+    CloudWatch matches a metric only on its full dimension set, so the functions that emit and
+    the program that alarms read them from this one place.
+    """
+    return {"service": METRICS_SERVICE, "environment": env}
+
+
 DEFAULT_MEMORY_MB = 3008
 """3008 MB buys two vCPUs: the deployment document's choice for every environment."""
 ROUTER_TIMEOUT_SECONDS = 29

@@ -81,7 +81,7 @@ def create_alarms(
     in the console and on the dashboard."""
     thresholds = settings.alarms
     actions: list[pulumi.Input[str]] = [topic.arn] if topic is not None else []
-    service = {"service": settings.metrics_service}
+    service = settings.metric_dimensions
     alarms = [
         _alarm(
             settings,

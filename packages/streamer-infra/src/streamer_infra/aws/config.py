@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
+from streamer_handlers.routes import METRICS_NAMESPACE as METRICS_NAMESPACE
+from streamer_handlers.routes import metric_dimensions
 
 from ..build import LAMBDA_PYTHON, default_archive_path
 
 SERVICE = "streamer"
-METRICS_NAMESPACE = "Streamer"
 # The archive is built for this Python version; the runtime must match its wheels.
 DEFAULT_RUNTIME = f"python{LAMBDA_PYTHON}"
 MAX_VISIBILITY_TIMEOUT = 43_200
@@ -111,9 +112,14 @@ class StackSettings:
 
     @property
     def metrics_service(self) -> str:
-        """Powertools puts this in the `service` dimension of every custom metric; one value
-        per environment keeps dev traffic out of production's alarms in a shared account."""
+        """The service name Powertools logs under; one value per environment."""
         return f"{SERVICE}-{self.environment}"
+
+    @property
+    def metric_dimensions(self) -> dict[str, str]:
+        """What the functions put on every custom metric (the handlers' declaration); the
+        environment dimension keeps dev traffic out of production's alarms in a shared account."""
+        return metric_dimensions(self.environment)
 
     def name(self, suffix: str) -> str:
         """Physical name of a resource: unique per environment within one account and region."""

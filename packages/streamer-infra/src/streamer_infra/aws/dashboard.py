@@ -40,7 +40,7 @@ def dashboard_body(
     functions: Sequence[DeployedFunction],
 ) -> pulumi.Output[str]:
     """Custom metrics first (what users experience), then AWS's view of the same path."""
-    service = ["service", settings.metrics_service]
+    service = [part for pair in settings.metric_dimensions.items() for part in pair]
     api = ["ApiId", api_id, "Stage", settings.stage]
 
     def custom(metric: str, stat: str = "Sum") -> list[Any]:
