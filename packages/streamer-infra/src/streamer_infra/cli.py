@@ -1,0 +1,293 @@
+"""`streamer`: the local stack from the command line (`dev`, `token`, `demo`).
+
+Every failure a user can cause (a busy port, a missing key file, a bad `--app`) ends as
+one line on stderr and a non-zero exit, never a traceback; Ctrl-C is the normal way to
+stop `streamer dev` and exits 0 after clients were closed with 1001.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from .local.keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
+
+if TYPE_CHECKING:
+    from streamer_core.auth import TokenIssuer
+
+    from .local.stack import LocalStack, LocalStackConfig
+
+__all__ = ["main", "parse_duration"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BAR_WIDTH = 30
+
+
+class CliError(Exception):
+    """A problem the user can fix: printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(message)
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `45s`, `30m`, `1h`, `2d` to seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if match is None or float(match.group(1)) <= 0:
+        raise CliError(f"invalid duration {text!r}: use a positive number with s, m, h or d")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="streamer", description="Run Streamer on this machine.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    dev = commands.add_parser("dev", help="serve the WebSocket API locally until Ctrl-C")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    dev.add_argument("--stage", default="local")
+    dev.add_argument("--app", default=None, help="module:attr of your Streamer app")
+    dev.add_argument("--jwt-public-key", type=Path, default=None, metavar="PEM_FILE")
+    dev.add_argument("--jwt-private-key", type=Path, default=None, metavar="PEM_FILE")
+    dev.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+
+    token = commands.add_parser("token", help="mint a token the local stack accepts")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--tenant", required=True, help="tenant id")
+    token.add_argument("--permissions", default="", help="comma-separated, e.g. a,b")
+    token.add_argument("--ttl", default="1h", help="lifetime: 3600, 30m, 1h, 2d")
+    token.add_argument("--jwt-private-key", type=Path, default=None, metavar="PEM_FILE")
+    token.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+
+    demo = commands.add_parser("demo", help="start the stack, run echo and a job, stop")
+    demo.add_argument("--port", type=int, default=0)
+    return parser
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+
+
+def _dev_keys(
+    public: Path | None, private: Path | None, state_dir: Path
+) -> tuple[DevKeys, str | None]:
+    """The key pair and the issuer to require; the user's own keys carry no dev issuer."""
+    if public is None and private is None:
+        return load_or_create_keys(state_dir), DEV_ISSUER
+    private_pem = _read(private, "private key") if private is not None else None
+    if public is not None:
+        public_pem = _read(public, "public key")
+        _check_public_key(public_pem)
+    else:
+        assert private_pem is not None
+        public_pem = _issuer_for(private_pem).public_key_pem
+    return DevKeys(public_pem, private_pem), None
+
+
+def _check_public_key(pem: str) -> None:
+    """Refuse a bad key at startup, not at the first connection (which would get a 500)."""
+    from streamer_core.auth import KeySet
+
+    try:
+        KeySet.from_secret_string(pem)
+    except ValueError as exc:
+        raise CliError(f"unusable public key: {exc}") from None
+
+
+def _issuer_for(private_pem: str, issuer: str | None = None) -> TokenIssuer:
+    from streamer_core.auth import TokenIssuer
+
+    try:
+        return TokenIssuer(private_pem, issuer=issuer)
+    except ValueError as exc:
+        raise CliError(f"unusable private key: {exc}") from None
+
+
+# -- streamer token ----------------------------------------------------------------------
+def _token(args: argparse.Namespace, out: TextIO) -> int:
+    ttl = parse_duration(args.ttl)
+    permissions = [p.strip() for p in args.permissions.split(",") if p.strip()]
+    if args.jwt_private_key is not None:
+        issuer = _issuer_for(_read(args.jwt_private_key, "private key"))
+    else:
+        keys = load_or_create_keys(args.state_dir)
+        assert keys.private_pem is not None
+        issuer = _issuer_for(keys.private_pem, DEV_ISSUER)
+    print(issuer.issue(args.sub, args.tenant, permissions, ttl=ttl), file=out)
+    return 0
+
+
+# -- streamer dev ------------------------------------------------------------------------
+def _dev_config(args: argparse.Namespace) -> LocalStackConfig:
+    from .local.stack import LocalStackConfig
+
+    keys, issuer = _dev_keys(args.jwt_public_key, args.jwt_private_key, args.state_dir)
+    return LocalStackConfig(
+        host=args.host,
+        port=args.port,
+        stage=args.stage,
+        app=args.app,
+        keys=keys,
+        jwt_issuer=issuer,
+        state_dir=args.state_dir,
+    )
+
+
+def _banner(stack: LocalStack, app: str | None, out: TextIO) -> None:
+    lines = [
+        f"Streamer is running (stage {stack.config.stage!r}, app {app or 'the demo app'})",
+        f"  WebSocket URL:        {stack.ws_url}",
+        f"  Management endpoint:  {stack.management_url}",
+    ]
+    try:
+        token = stack.token("dev-user", "dev-tenant", ttl=24 * 3600)
+    except ValueError:
+        lines.append("  Tokens: signed by your identity provider (no private key given)")
+        token = "$TOKEN"
+    else:
+        lines.append(f"  Dev token (user dev-user, tenant dev-tenant, 24 h): {token}")
+    example = (
+        f"streamer-client --url {stack.ws_url} --token {token} "
+        f"request echo {shlex.quote(json.dumps({'hello': 'world'}))}"
+    )
+    lines += ["Try it:", f"  {example}", "Press Ctrl-C to stop."]
+    print("\n".join(lines), file=out, flush=True)
+
+
+async def _serve_until_signalled(config: LocalStackConfig, out: TextIO) -> None:
+    from .local.stack import LocalStack
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with LocalStack(config) as stack:
+            _banner(stack, config.app, out)
+            await stop.wait()
+            counters = stack.gateway.counters
+            print(
+                f"Stopping: closing {len(stack.gateway.connections)} connection(s) with 1001 "
+                f"({counters.connected} accepted, {counters.refused} refused so far)...",
+                file=out,
+                flush=True,
+            )
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    print("Stopped.", file=out, flush=True)
+
+
+def _dev(args: argparse.Namespace, out: TextIO) -> int:
+    config = _dev_config(args)
+    # `--app myapp:app` names a module of the user's project, as `python -m` would find it.
+    if args.app and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        asyncio.run(_serve_until_signalled(config, out))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {config.port} on {config.host} is already in use: "
+                "pass --port with another port (0 picks a free one)"
+            ) from None
+        raise CliError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise CliError(f"cannot load the application: {exc}") from None
+    return 0
+
+
+# -- streamer demo -----------------------------------------------------------------------
+class _ProgressBar:
+    """A one-line bar on terminals; one line per update when piped."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._tty = out.isatty()
+
+    def __call__(self, frame: Any) -> None:
+        filled = int(_BAR_WIDTH * frame.percentage / 100)
+        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+        text = f"[{bar}] {frame.percentage:5.1f}%  {frame.message or ''}"
+        if self._tty:
+            self._out.write(f"\r{text:<80}")
+        else:
+            self._out.write(text + "\n")
+        self._out.flush()
+
+    def done(self) -> None:
+        if self._tty:
+            self._out.write("\n")
+
+
+async def _run_demo(port: int, out: TextIO) -> None:
+    from streamer_client import StreamerClient
+
+    from .local.stack import LocalStack, LocalStackConfig
+
+    with tempfile.TemporaryDirectory(prefix="streamer-demo-") as state:
+        config = LocalStackConfig(
+            port=port,
+            state_dir=Path(state),
+            # The handlers' JSON logs would bury the demo's output.
+            environment={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        )
+        async with LocalStack(config) as stack:
+            print(f"Local stack on {stack.ws_url}", file=out)
+            token = stack.token("demo-user", "demo-tenant")
+            async with StreamerClient(stack.ws_url, token=token) as client:
+                echoed = await client.request("echo", {"hello": "streamer"})
+                print(f"echo -> {json.dumps(echoed)}", file=out)
+                print("generate_report:", file=out, flush=True)
+                bar = _ProgressBar(out)
+                report = await client.request(
+                    "generate_report", {"steps": 5, "title": "demo"}, on_progress=bar
+                )
+                bar.done()
+                print(f"result -> {json.dumps(report)}", file=out)
+        print("Demo finished: the stack is stopped.", file=out, flush=True)
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    asyncio.run(_run_demo(args.port, out))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `streamer` console script."""
+    out = sys.stdout
+    try:
+        args = _build_parser().parse_args(argv)
+        if args.command == "token":
+            return _token(args, out)
+        if args.command == "dev":
+            return _dev(args, out)
+        return _demo(args, out)
+    except CliError as exc:
+        print(f"streamer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"streamer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

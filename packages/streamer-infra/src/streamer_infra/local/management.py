@@ -1,0 +1,95 @@
+"""The API Gateway Management API (`@connections`), served by the gateway itself.
+
+moto's apigatewaymanagementapi is a stub that never answers 410, so handlers tested
+against it never exercise their dead-connection cleanup. Errors here carry the
+`x-amzn-ErrorType` header and JSON body the real service sends, which is what makes
+boto3 raise `GoneException` and `PayloadTooLargeException` rather than a bare ClientError.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .gateway import Gateway, LiveConnection
+
+__all__ = ["management_routes"]
+
+_PATH = "/{stage}/@connections/{connection_id}"
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    return web.json_response(
+        {"message": message},
+        status=status,
+        headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": _request_id()},
+    )
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def management_routes(gateway: Gateway) -> list[web.RouteDef]:
+    """POST (send), GET (info) and DELETE (close) on one connection."""
+
+    def _checked(request: web.Request) -> LiveConnection | web.Response:
+        if request.match_info["stage"] != gateway.api.stage:
+            return _error(403, "ForbiddenException", "Forbidden")
+        if "Authorization" not in request.headers:
+            return _error(403, "ForbiddenException", "Missing Authentication Token")
+        connection = gateway.connections.get(request.match_info["connection_id"])
+        if connection is None or connection.gone:
+            return _error(410, "GoneException", "")
+        return connection
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        found = _checked(request)
+        if isinstance(found, web.Response):
+            return found
+        limit = gateway.limits.max_message_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _error(413, "PayloadTooLargeException", "Request Entity Too Large")
+        data = await request.read()
+        if len(data) > limit:
+            return _error(413, "PayloadTooLargeException", "Request Entity Too Large")
+        try:
+            payload: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            payload = data
+        if not await found.send(payload):
+            return _error(410, "GoneException", "")
+        return web.Response(status=200, headers={"x-amzn-RequestId": _request_id()})
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        found = _checked(request)
+        if isinstance(found, web.Response):
+            return found
+        identity = {"sourceIp": found.facts.source_ip}
+        if found.facts.user_agent is not None:
+            identity["userAgent"] = found.facts.user_agent
+        return web.json_response(
+            {
+                "connectedAt": _iso(found.facts.connected_at),
+                "identity": identity,
+                "lastActiveAt": _iso(found.last_active_ms),
+            },
+            headers={"x-amzn-RequestId": _request_id()},
+        )
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        found = _checked(request)
+        if isinstance(found, web.Response):
+            return found
+        await found.close(1000, "Connection deleted")
+        return web.Response(status=204, headers={"x-amzn-RequestId": _request_id()})
+
+    return [web.post(_PATH, post), web.get(_PATH, get), web.delete(_PATH, delete)]

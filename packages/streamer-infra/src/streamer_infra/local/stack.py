@@ -1,0 +1,356 @@
+"""`LocalStack`: the emulator, the resources, the gateway and the queue poller as one unit.
+
+The handlers are configured only through their environment, exactly as on AWS, so the
+stack sets every variable they read before importing them and puts the old values back
+when it stops. That environment is process-wide, hence one running stack per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from streamer_core.auth import TokenIssuer
+
+from .emulator import shared_emulator
+from .events import ApiIdentity
+from .gateway import Gateway
+from .invoker import Invoker
+from .keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
+from .limits import GatewayLimits
+from .provision import Provisioned, aws_client, provision
+from .sqs import QueueEventSource
+from .wiring import FunctionSpecLike, wire
+
+__all__ = ["LocalStack", "LocalStackConfig", "StackAlreadyRunningError"]
+
+_running = threading.Lock()
+
+# The deployment's rule (streamer_infra.aws.queues), repeated here so that starting the
+# local stack never imports the Pulumi provider.
+VISIBILITY_TIMEOUT_FACTOR = 6
+MAX_VISIBILITY_TIMEOUT = 43_200
+
+
+class StackAlreadyRunningError(RuntimeError):
+    """A second stack would overwrite the first one's environment."""
+
+
+@dataclass(frozen=True)
+class LocalStackConfig:
+    """How to run the stack; the defaults are `streamer dev`'s."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    """0 picks a free port."""
+    stage: str = "local"
+    env: str = "local"
+    app: str | None = None
+    """`module:attr` of the Streamer app; None keeps the handlers' default (the demo app)."""
+    region: str = "us-east-1"
+    limits: GatewayLimits = field(default_factory=GatewayLimits)
+    state_dir: Path = DEFAULT_STATE_DIR
+    keys: DevKeys | None = None
+    """None loads (or creates) the development pair under `state_dir`."""
+    jwt_issuer: str | None = DEV_ISSUER
+    allowed_tenants: Sequence[str] | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """Extra variables for the handlers (STREAMER_DEMO_DELAY, STREAMER_RATE_LIMIT, ...)."""
+    max_receive_count: int = 5
+    visibility_timeout: int | None = None
+    """None: six times the queue function's timeout, the deployment's rule (a job is never
+    delivered twice while it runs); tests shorten it to see retries within seconds."""
+    sqs_batch_size: int = 10
+    sqs_concurrency: int = 4
+    function_concurrency: int = 64
+    functions: Sequence[FunctionSpecLike] | None = None
+    """None deploys `streamer_handlers.routes.function_specs()` for the configured app."""
+
+
+class LocalStack:
+    """`async with LocalStack(config) as stack:` serves until the block ends."""
+
+    def __init__(self, config: LocalStackConfig | None = None) -> None:
+        self.config = config or LocalStackConfig()
+        self._saved_env: dict[str, str | None] = {}
+        self._runner: web.AppRunner | None = None
+        self._gateway: Gateway | None = None
+        self._queue_source: QueueEventSource | None = None
+        self._invoker: Invoker | None = None
+        self._keys: DevKeys | None = None
+        self._issuer: TokenIssuer | None = None
+        self._resources: Provisioned | None = None
+        self._endpoint_url = ""
+        self._port = 0
+        self._owns_lock = False
+        self._socket: socket.socket | None = None
+
+    # -- what callers use -------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self._port}/{self.config.stage}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{self._url_host}:{self._port}/{self.config.stage}"
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        return self._endpoint_url
+
+    @property
+    def resources(self) -> Provisioned:
+        if self._resources is None:
+            raise RuntimeError("the stack is not running")
+        return self._resources
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            raise RuntimeError("the stack is not running")
+        return self._gateway
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        if self._issuer is None:
+            if self._keys is None:
+                raise RuntimeError("the stack is not running")
+            self._issuer = self._keys.issuer(self.config.jwt_issuer)
+        return self._issuer
+
+    def token(
+        self, sub: str, tenant: str, permissions: Iterable[str] = (), *, ttl: float = 3600
+    ) -> str:
+        """A token the running stack accepts, signed with its development key."""
+        return self.issuer.issue(sub, tenant, permissions, ttl=ttl)
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client on the embedded emulator (to inspect tables and queues)."""
+        return aws_client(service, self._endpoint_url, self.config.region)
+
+    @property
+    def _url_host(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        if host == "::":
+            return "[::1]"
+        return f"[{host}]" if ":" in host else host
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def __aenter__(self) -> LocalStack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if not _running.acquire(blocking=False):
+            raise StackAlreadyRunningError("a LocalStack is already running in this process")
+        self._owns_lock = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        emulator = await asyncio.to_thread(shared_emulator)
+        await asyncio.to_thread(emulator.reset)
+        self._endpoint_url = emulator.endpoint_url
+        keys: DevKeys = (
+            config.keys
+            if config.keys is not None
+            else await asyncio.to_thread(load_or_create_keys, config.state_dir)
+        )
+        self._keys = keys
+
+        # Bound before anything else: the management endpoint the handlers are given must
+        # carry the real port, and port 0 only becomes one once bound.
+        sock = _bind(config.host, config.port)
+        self._socket = sock
+        self._port = sock.getsockname()[1]
+
+        resources = await asyncio.to_thread(
+            provision,
+            self._endpoint_url,
+            env=config.env,
+            region=config.region,
+            jwt_public_key_pem=keys.public_pem,
+            max_receive_count=config.max_receive_count,
+            visibility_timeout=config.visibility_timeout or 30,
+        )
+        self._resources = resources
+        self._apply_environment(self._handler_environment(resources))
+        specs = config.functions if config.functions is not None else _handler_specs(config.app)
+        wiring = wire(
+            specs,
+            concurrency=config.function_concurrency,
+            sqs_concurrency=config.sqs_concurrency,
+        )
+
+        self._invoker = Invoker(function_prefix=f"streamer-{config.env}", region=config.region)
+        api = ApiIdentity(
+            api_id=uuid.uuid4().hex[:10],
+            stage=config.stage,
+            domain_name=f"{self._url_host}:{self._port}",
+            region=config.region,
+        )
+        self._gateway = Gateway(api, wiring.routes, self._invoker, config.limits)
+        self._runner = web.AppRunner(
+            self._gateway.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
+        )
+        await self._runner.setup()
+        # A burst of a thousand simultaneous connects must not overflow the accept queue.
+        await web.SockSite(self._runner, sock, backlog=2048).start()
+
+        if wiring.queue_function is not None and config.visibility_timeout is None:
+            seconds = VISIBILITY_TIMEOUT_FACTOR * int(wiring.queue_function.timeout)
+            await asyncio.to_thread(
+                self.aws_client("sqs").set_queue_attributes,
+                QueueUrl=resources.queue_url,
+                Attributes={"VisibilityTimeout": str(min(seconds, MAX_VISIBILITY_TIMEOUT))},
+            )
+        if wiring.queue_function is not None:
+            self._queue_source = QueueEventSource(
+                sqs=self.aws_client("sqs"),
+                queue_url=resources.queue_url,
+                queue_arn=resources.queue_arn,
+                region=config.region,
+                function=wiring.queue_function,
+                invoker=self._invoker,
+                batch_size=config.sqs_batch_size,
+                max_concurrency=config.sqs_concurrency,
+            )
+            self._queue_source.start()
+
+    async def stop(self) -> None:
+        """Close clients with 1001, run their `$disconnect`s, then release everything."""
+        try:
+            if self._gateway is not None:
+                await self._gateway.shutdown()
+            if self._queue_source is not None:
+                await self._queue_source.stop()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self._invoker is not None:
+                self._invoker.shutdown()
+        finally:
+            if self._socket is not None:
+                # Already closed by the site when it served; not yet when start failed early.
+                self._socket.close()
+                self._socket = None
+            self._gateway = None
+            self._queue_source = None
+            self._runner = None
+            self._invoker = None
+            _reset_handler_caches()
+            self._restore_environment()
+            if self._owns_lock:
+                self._owns_lock = False
+                _running.release()
+
+    # -- environment ----------------------------------------------------------------------
+    def _handler_environment(self, resources: Provisioned) -> dict[str, str]:
+        config = self.config
+        env = {
+            "AWS_ENDPOINT_URL": self._endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": config.region,
+            "AWS_DEFAULT_REGION": config.region,
+            "POWERTOOLS_SERVICE_NAME": "streamer",
+            "POWERTOOLS_METRICS_NAMESPACE": "Streamer",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            # CloudWatch's metric records are noise on a terminal; logs stay.
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "STREAMER_ENV": config.env,
+            "STREAMER_CONNECTIONS_TABLE": resources.tables["connections"],
+            "STREAMER_SUBSCRIPTIONS_TABLE": resources.tables["subscriptions"],
+            "STREAMER_REQUESTS_TABLE": resources.tables["requests"],
+            "STREAMER_QUEUE_URL": resources.queue_url,
+            "STREAMER_MANAGEMENT_ENDPOINT": self.management_url,
+            "STREAMER_JWT_PUBLIC_KEY_SECRET": resources.jwt_secret_id,
+            "STREAMER_MAX_RECEIVE_COUNT": str(config.max_receive_count),
+        }
+        if config.jwt_issuer:
+            env["STREAMER_JWT_ISSUER"] = config.jwt_issuer
+        if config.allowed_tenants is not None:
+            env["STREAMER_ALLOWED_TENANTS"] = ",".join(config.allowed_tenants)
+        if config.app:
+            env["STREAMER_APP"] = config.app
+        env.update(config.environment)
+        return env
+
+    def _apply_environment(self, values: Mapping[str, str]) -> None:
+        # Values the handlers would otherwise pick up from the caller's shell.
+        shadowed = ("STREAMER_JWT_PUBLIC_KEY", "STREAMER_JWKS_URL", "STREAMER_JWT_AUDIENCE")
+        for name in (*values, *shadowed):
+            if name not in self._saved_env:
+                self._saved_env[name] = os.environ.get(name)
+        for name in shadowed:
+            if name not in values:
+                os.environ.pop(name, None)
+        os.environ.update(values)
+        _reset_handler_caches()
+
+    def _restore_environment(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _handler_specs(app: str | None) -> Sequence[FunctionSpecLike]:
+    routes = importlib.import_module("streamer_handlers.routes")
+    if app is None:
+        specs: Sequence[FunctionSpecLike] = routes.function_specs()
+        return specs
+    application = importlib.import_module("streamer_handlers.app").load_app(app)
+    specs = routes.function_specs(application)
+    return specs
+
+
+def _reset_handler_caches() -> None:
+    """Drop what a warm handler process cached (settings, clients, keys) from an old run."""
+    try:
+        runtime = importlib.import_module("streamer_handlers.runtime")
+    except ImportError:
+        return
+    runtime.reset_runtime()

@@ -1,0 +1,82 @@
+"""Turns the handlers' route metadata into the gateway's routes and the queue's function.
+
+Routes are declared once, in streamer_handlers.routes; the Pulumi program and this module
+both read them, so an action added to an app shows up here without touching infra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .gateway import Route, RouteTable
+from .invoker import Handler, LocalFunction
+
+__all__ = ["FunctionSpecLike", "Wiring", "resolve_handler", "wire"]
+
+
+class FunctionSpecLike(Protocol):
+    """What the local stack reads from a `streamer_handlers.routes.FunctionSpec`.
+
+    `handler` is a dotted path on AWS; a callable is accepted too, so tests can deploy
+    small functions of their own through the same wiring.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def handler(self) -> Any: ...
+    @property
+    def route_keys(self) -> tuple[str, ...]: ...
+    @property
+    def timeout(self) -> int: ...
+    @property
+    def memory(self) -> int: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def route_response(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Wiring:
+    routes: RouteTable
+    queue_function: LocalFunction | None
+
+
+def resolve_handler(handler: Any) -> Handler:
+    """Import `package.module.attribute`, as the Lambda runtime does with a handler string."""
+    if callable(handler):
+        return handler  # type: ignore[no-any-return]
+    module_name, _, attribute = str(handler).rpartition(".")
+    if not module_name:
+        raise ValueError(f"handler {handler!r} must look like 'package.module.function'")
+    target = getattr(importlib.import_module(module_name), attribute)
+    if not callable(target):
+        raise TypeError(f"handler {handler!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def wire(specs: Sequence[FunctionSpecLike], *, concurrency: int, sqs_concurrency: int) -> Wiring:
+    routes: dict[str, Route] = {}
+    authorizer: LocalFunction | None = None
+    queue_function: LocalFunction | None = None
+    for spec in specs:
+        is_queue = spec.trigger == "sqs"
+        function = LocalFunction(
+            name=spec.name,
+            handler=resolve_handler(spec.handler),
+            timeout=float(spec.timeout),
+            memory=int(spec.memory),
+            concurrency=sqs_concurrency if is_queue else concurrency,
+        )
+        if is_queue:
+            queue_function = function
+            continue
+        if spec.trigger == "authorizer+websocket":
+            authorizer = function
+        for key in spec.route_keys:
+            routes[key] = Route(function, route_response=bool(spec.route_response))
+    return Wiring(RouteTable(routes, authorizer), queue_function)
