@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sized
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -274,3 +274,8 @@ async def until(predicate: Callable[[], bool], within: float = WAIT) -> None:
             await asyncio.sleep(0.001)
 
     await asyncio.wait_for(poll(), within)
+
+
+async def until_at_least(items: Sized, count: int) -> None:
+    """Wait until ``items`` (a list the server or a fake fills) holds ``count`` entries."""
+    await until(lambda: len(items) >= count)

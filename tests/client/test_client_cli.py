@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import subprocess
 import sys
 
@@ -24,6 +26,7 @@ from client_fakes import (
     progress,
     subscribed,
 )
+from streamer_client import cli
 from streamer_client.cli import main
 
 
@@ -238,3 +241,103 @@ def test_module_entry_point_runs_the_cli() -> None:
     assert completed.returncode == 0
     assert "request" in completed.stdout
     assert "subscribe" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["request", "Not An Action"],
+        ["request", "echo", json.dumps({"blob": "x" * 200_000})],
+        ["subscribe", "bad#topic"],
+    ],
+)
+async def test_a_request_the_client_cannot_build_is_a_usage_error(
+    server: FakeServer, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    server.script = answer_basics
+    code = await _run("--url", server.url, *argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("streamer-client: usage error:")
+    assert server.received == []
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+async def test_json_subscribe_into_a_pipe_whose_reader_left_exits_quietly(
+    server: FakeServer,
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        frame = await conn.recv_action("subscribe")
+        await conn.send(subscribed(frame["id"], "news"))
+        # Events keep coming for as long as the client listens.
+        for n in range(100_000):
+            await conn.send(event("news", n, f"E{n}"))
+            await asyncio.sleep(0.005)
+
+    server.script = script
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streamer_client",
+        "--url",
+        server.url,
+        "--json",
+        "subscribe",
+        "news",
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write_end)
+    try:
+        first = await asyncio.wait_for(asyncio.to_thread(_read_line, read_end), WAIT)
+        os.close(read_end)  # what `| head -1` does after its line
+        _, err = await asyncio.wait_for(process.communicate(), WAIT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert json.loads(first)["type"] == "subscribed"
+    assert process.returncode == 0
+    assert "Traceback" not in err.decode()
+    assert err.decode().strip() == ""
+
+
+async def test_verbose_is_accepted(server: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
+    server.script = answer_basics
+    assert await _run("--url", server.url, "--verbose", "request", "echo", '{"v": 1}') == 0
+    assert json.loads(capsys.readouterr().out) == {"v": 1}
+
+
+def _log_a_failure() -> None:
+    try:
+        raise RuntimeError("callback broke")
+    except RuntimeError:
+        logging.getLogger("streamer_client").exception("on_frame callback failed")
+
+
+def test_client_log_records_are_one_line_unless_verbose(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with cli._logging_to_stderr(verbose=False):
+        _log_a_failure()
+    quiet = capsys.readouterr().err
+    assert quiet.splitlines() == [
+        "streamer-client: ERROR: on_frame callback failed (RuntimeError: callback broke)"
+    ]
+    with cli._logging_to_stderr(verbose=True):
+        _log_a_failure()
+    assert "Traceback" in capsys.readouterr().err
+    # The run's handler is gone afterwards: a host calling main() keeps its own logging.
+    assert logging.getLogger("streamer_client").handlers == []

@@ -430,3 +430,29 @@ async def test_unsolicited_frames_for_unknown_requests_are_ignored(
 async def test_token_and_token_provider_are_exclusive() -> None:
     with pytest.raises(ValueError, match="token_provider"):
         StreamerClient("ws://127.0.0.1:1/", token="a", token_provider=lambda: "b")
+
+
+@pytest.mark.parametrize("method", ["request", "submit"])
+@pytest.mark.parametrize("how", ["cancelled", "timed out"])
+async def test_a_call_abandoned_before_it_was_written_leaves_nothing_behind(
+    server: FakeServer, make_client: MakeClient, method: str, how: str
+) -> None:
+    server.script = answer_basics
+    async with make_client() as client:
+        assert client._send_lock is not None
+        # Holding the write lock parks the call between registering and writing it.
+        async with client._send_lock:
+            timeout = 0.01 if how == "timed out" else None
+            call = asyncio.create_task(getattr(client, method)("work", timeout=timeout))
+            await until(lambda: len(client._calls) == 1)
+            if how == "cancelled":
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+            else:
+                with pytest.raises(RequestTimeout):
+                    await asyncio.wait_for(call, WAIT)
+        assert len(client._calls) == 0
+        assert client._jobs == {}
+        assert await asyncio.wait_for(client.request("echo", {"ok": 1}), WAIT) == {"ok": 1}
+    assert server.actions("work") == []

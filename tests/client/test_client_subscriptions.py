@@ -13,7 +13,9 @@ from client_fakes import (
     answer_basics,
     error,
     event,
+    response,
     subscribed,
+    unsubscribed,
     until,
 )
 from streamer_client import (
@@ -22,6 +24,7 @@ from streamer_client import (
     EventFrame,
     ForbiddenError,
     InvalidRequest,
+    RateLimitedError,
     StreamerClient,
 )
 
@@ -60,12 +63,12 @@ async def test_two_local_subscribers_share_one_server_subscription(
         async with client.subscribe("news") as first:
             async with client.subscribe("news") as second:
                 conn = await server.connection(0)
-                await conn.send(event("news", "both"))
+                await conn.send(event("news", "both", "E1"))
                 one = await asyncio.wait_for(anext(first), WAIT)
                 two = await asyncio.wait_for(anext(second), WAIT)
                 assert one.data == two.data == "both"
             assert server.actions("unsubscribe") == []
-            await conn.send(event("news", "still here"))
+            await conn.send(event("news", "still here", "E2"))
             assert (await asyncio.wait_for(anext(first), WAIT)).data == "still here"
         await until(lambda: len(server.actions("unsubscribe")) == 1)
     assert len(server.actions("subscribe")) == 1
@@ -176,3 +179,117 @@ async def test_a_slow_consumer_loses_the_oldest_events(
             await conn.send(event("n", n, f"E{n}"))
         await until(lambda: events.dropped == 3)
         assert [(await anext(events)).data for _ in range(2)] == [3, 4]
+
+
+async def test_cancelling_the_subscriber_while_it_leaves_still_cancels_it(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        frame = await conn.recv_action("subscribe")
+        await conn.send(subscribed(frame["id"], "news"))
+        await conn.recv_action("unsubscribe")  # never confirmed
+
+    server.script = script
+    reached: list[str] = []
+    async with make_client() as client:
+
+        async def listen() -> None:
+            async with client.subscribe("news"):
+                pass
+            reached.append("after the block")
+
+        listener = asyncio.create_task(listen())
+        await until(lambda: len(server.actions("unsubscribe")) == 1)
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(listener, WAIT)
+    assert reached == []
+
+
+async def test_subscribe_cancelled_before_confirmation_takes_the_topic_back(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        await conn.recv_action("subscribe")  # left unconfirmed
+        frame = await conn.recv_action("unsubscribe")
+        await conn.send(unsubscribed(frame["id"], frame["payload"]["topic"]))
+        await answer_basics(conn)
+
+    server.script = script
+    async with make_client() as client:
+
+        async def listen() -> None:
+            async with client.subscribe("news"):
+                pass
+
+        listener = asyncio.create_task(listen())
+        await until(lambda: len(server.actions("subscribe")) == 1)
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener
+        await until(lambda: len(server.actions("unsubscribe")) == 1)
+        assert len(client._topics) == 0
+    assert server.actions("unsubscribe")[0]["payload"] == {"topic": "news"}
+
+
+async def test_an_event_delivered_twice_reaches_subscribers_once(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        frame = await conn.recv_action("subscribe")
+        await conn.send(subscribed(frame["id"], "news"))
+        await conn.send(event("news", "first", "01JDQ40A1B2C3D4E5F6G7H8J9K"))
+        await conn.send(event("news", "first", "01JDQ40A1B2C3D4E5F6G7H8J9K"))
+        await conn.send(event("news", "second", "01JDQ40A1B2C3D4E5F6G7H8J9M"))
+        await answer_basics(conn)
+
+    server.script = script
+    async with make_client() as client, client.subscribe("news") as events:
+        first = await asyncio.wait_for(anext(events), WAIT)
+        second = await asyncio.wait_for(anext(events), WAIT)
+    assert [first.data, second.data] == ["first", "second"]
+
+
+async def test_subscribes_waiting_for_a_socket_count_against_the_queue(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        if conn.index > 0:
+            await answer_basics(conn)
+
+    server.script = script
+    async with make_client(max_queued=1) as client:
+        conn = await server.connection(0)
+        server.reject_with = 503
+        await conn.close()
+        await until(lambda: client.state is ConnectionState.RECONNECTING)
+
+        async def listen() -> None:
+            async with client.subscribe("news"):
+                pass
+
+        waiting = asyncio.create_task(listen())
+        await until(lambda: client._topics.unconfirmed() == 1)
+        with pytest.raises(ConnectionFailed, match="already wait"):
+            await client.request("echo")
+        server.reject_with = None
+        await asyncio.wait_for(waiting, WAIT)
+    assert server.actions("echo") == []
+
+
+async def test_a_refused_subscribe_does_not_disturb_requests(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        frame = await conn.recv_action("subscribe")
+        await conn.send(error(frame["id"], "RATE_LIMITED", "slow down"))
+        echo = await conn.recv_action("echo")
+        await conn.send(response(echo["id"], "fine"))
+
+    server.script = script
+    async with make_client() as client:
+        # Outside a restore, a refused subscribe is the caller's to see.
+        with pytest.raises(RateLimitedError):
+            async with client.subscribe("news"):
+                pass
+        assert await asyncio.wait_for(client.request("echo"), WAIT) == "fine"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from client_fakes import (
@@ -34,6 +35,34 @@ from streamer_client import (
     RequestTimeout,
 )
 from streamer_client.sync import StreamerClient
+
+T = TypeVar("T")
+
+
+async def _in_daemon_thread(function: Callable[[], T]) -> T:
+    """Run blocking code in a daemon thread, so a deadlock fails the test instead of hanging
+    the interpreter at exit the way a stuck ``asyncio.to_thread`` worker would."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[T] = loop.create_future()
+
+    def settle(future: asyncio.Future[T], value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+    def target() -> None:
+        try:
+            value = function()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, outcome, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, outcome, value, None)
+
+    threading.Thread(target=target, daemon=True).start()
+    return await asyncio.wait_for(outcome, WAIT)
 
 
 def _client(server: FakeServer, **options: Any) -> StreamerClient:
@@ -146,3 +175,117 @@ async def test_unusable_client_raises_clear_errors(server: FakeServer) -> None:
             unreachable.connect()
 
     await asyncio.wait_for(asyncio.to_thread(run), WAIT)
+
+
+async def test_blocking_call_from_the_client_thread_raises_instead_of_deadlocking(
+    server: FakeServer,
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        if conn.index == 0:
+            await conn.close()
+            return
+        await answer_basics(conn)
+
+    server.script = script
+
+    def run() -> list[type[BaseException]]:
+        outcomes: list[type[BaseException]] = []
+        reconnected = threading.Event()
+        client = _client(server)
+
+        states: list[ConnectionState] = []
+
+        def on_state(state: ConnectionState) -> None:
+            states.append(state)
+            # Back from the reconnect, in the client's own thread, with the client open.
+            if state is ConnectionState.CONNECTED and ConnectionState.RECONNECTING in states:
+                try:
+                    client.request("echo")
+                except BaseException as exc:
+                    outcomes.append(type(exc))
+                reconnected.set()
+
+        client.on_state_change(on_state)
+        with client:
+            assert reconnected.wait(WAIT)
+            # The client still works from an ordinary thread.
+            assert client.request("echo", {"n": 1}) == {"n": 1}
+        return outcomes
+
+    assert await _in_daemon_thread(run) == [RuntimeError]
+
+
+async def test_calls_made_while_the_client_closes_raise_client_closed(
+    server: FakeServer,
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        frame = await conn.recv_action("work")
+        await conn.send(ack(frame["id"]))  # and never finishes
+        await answer_basics(conn)
+
+    server.script = script
+
+    def run() -> dict[str, object]:
+        seen: dict[str, object] = {}
+        client = _client(server)
+        client.connect()
+        job = client.submit("work")
+
+        def call_from_another_thread() -> None:
+            try:
+                seen["result"] = job.result(timeout=WAIT)
+            except BaseException as exc:
+                seen["error"] = type(exc)
+
+        def on_state(state: ConnectionState) -> None:
+            if state is ConnectionState.CLOSED:
+                # The loop thread is busy closing; another thread's call must not wait for it.
+                worker = threading.Thread(target=call_from_another_thread, daemon=True)
+                worker.start()
+                worker.join(WAIT / 2)
+                seen["answered while closing"] = not worker.is_alive()
+
+        client.on_state_change(on_state)
+        client.close()
+        with pytest.raises(ClientClosed):
+            job.cancel()
+        with pytest.raises(ClientClosed):
+            client.request("echo")
+        client.close()  # closing twice is harmless
+        return seen
+
+    seen = await _in_daemon_thread(run)
+    assert seen == {"answered while closing": True, "error": ClientClosed}
+
+
+async def test_blocking_client_offers_states_and_closed(server: FakeServer) -> None:
+    server.script = answer_basics
+
+    def run() -> tuple[bool, bool, ConnectionState, bool]:
+        client = _client(server)
+        before = client.closed
+        with client:
+            states = client.states()
+            current = next(states)
+            during = client.closed
+        return before, during, current, client.closed
+
+    before, during, current, after = await _in_daemon_thread(run)
+    assert (before, during, current, after) == (False, False, ConnectionState.CONNECTED, True)
+
+
+async def test_subscription_iteration_ends_when_the_client_closes(server: FakeServer) -> None:
+    server.script = answer_basics
+
+    def run() -> list[object]:
+        client = _client(server)
+        client.connect()
+        with client.subscribe("news") as events:
+            # Closing from another thread, before or during the iteration: either way it ends.
+            closer = threading.Thread(target=client.close)
+            closer.start()
+            received: list[object] = [item.data for item in events]
+            closer.join()
+        return received
+
+    assert await _in_daemon_thread(run) == []

@@ -25,6 +25,8 @@ from streamer_client import (
 )
 from streamer_client import sync as sync_client
 from streamer_client.cli import main as cli_main
+from streamer_core import new_request_id
+from streamer_core.storage import RequestKey, RequestStore
 from streamer_handlers import publish
 from streamer_infra.local import LocalStack
 
@@ -111,8 +113,11 @@ async def test_job_survives_a_dropped_connection_and_ends_once(local_stack: Loca
             seen.append(update.seq)
             first_progress.set()
 
+        request_id = new_request_id()
         request = asyncio.create_task(
-            client.request("generate_report", {"steps": 30}, on_progress=on_progress)
+            client.request(
+                "generate_report", {"steps": 30}, on_progress=on_progress, request_id=request_id
+            )
         )
         await asyncio.wait_for(first_progress.wait(), REPLY_TIMEOUT)
         await _drop(local_stack, "acme", "sdk-drop")
@@ -123,9 +128,18 @@ async def test_job_survives_a_dropped_connection_and_ends_once(local_stack: Loca
                 "still subscribed"
             )
     assert result["steps"] == 30
+    assert seen
     assert seen == sorted(set(seen))
     assert len(issued) >= 2
     assert ConnectionState.RECONNECTING in states
+    # The drop did not make the server run the job a second time.
+    store = RequestStore(
+        local_stack.aws_client("dynamodb"), local_stack.resources.tables["requests"]
+    )
+    record = store.get(RequestKey("acme", "sdk-drop", request_id))
+    assert record is not None
+    assert record.status is RequestStatus.COMPLETED
+    assert record.attempts == 1
 
 
 async def test_subscription_is_restored_after_a_dropped_connection(

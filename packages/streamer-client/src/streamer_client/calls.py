@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from streamer_core import ClientFrame, ServerFrame
+from streamer_core import ClientFrame, ErrorCode, ServerFrame
 
 __all__ = ["Call", "CallTable"]
 
@@ -19,9 +19,18 @@ __all__ = ["Call", "CallTable"]
 class Call:
     """A client frame waiting for its answer.
 
-    ``replay`` calls (user actions, cancel) are resent with the same id on every new socket until
-    answered, and the server de-duplicates them; the others (ping, status, subscribe,
-    unsubscribe) belong to one socket and are recreated by the client as needed.
+    ``replay`` calls (user actions, cancel) outlive the socket they were written on; the others
+    (ping, status, subscribe, unsubscribe) belong to one socket and are recreated by the client
+    as needed. A replay call that was never written is simply sent on the next socket. One that
+    was written and not answered has an unknown outcome: it is sent again only when
+    ``resend_safe`` says the server cannot run it twice (``cancel`` is idempotent; the server
+    de-duplicates asynchronous actions by id but not synchronous ones, and before an answer
+    the client cannot tell which kind an action is).
+
+    ``retry_codes`` are refusals worth asking again after a backoff, counted in ``attempts``;
+    ``restore`` marks frames sent to rebuild state on a new socket, for which a rate limit is
+    always such a refusal: the server checks the rate before it reads the frame, so a refused
+    frame was never acted on.
     """
 
     frame: ClientFrame
@@ -30,6 +39,15 @@ class Call:
     replay: bool
     job_id: str | None = None
     sent_generation: int = 0
+    resend_safe: bool = False
+    restore: bool = False
+    attempts: int = 0
+    retry_codes: frozenset[ErrorCode] = field(default_factory=frozenset)
+
+    @property
+    def written(self) -> bool:
+        """Whether the frame may have reached the server since it was last known not to."""
+        return self.sent_generation != 0
 
     @property
     def id(self) -> str:
@@ -64,6 +82,10 @@ class CallTable:
     def waiting_to_send(self) -> int:
         """Calls a new socket would have to carry: the bound of the offline queue."""
         return sum(1 for call in self._calls.values() if call.replay)
+
+    def in_flight(self, generation: int) -> list[Call]:
+        """Replay calls written on socket ``generation`` and not answered yet."""
+        return [c for c in self._calls.values() if c.replay and c.sent_generation == generation]
 
     def pop(self, request_id: str) -> Call | None:
         return self._calls.pop(request_id, None)

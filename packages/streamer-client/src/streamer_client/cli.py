@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 the server reported an error, 2 bad usage, 3 cannot connect or
 authenticate, 4 timed out, 130 interrupted. Failures print one line on stderr, never a
-traceback, so scripts can log them as they are.
+traceback (unless ``--verbose``), so scripts can log them as they are. A reader that stops
+reading (``streamer-client subscribe news | head -1``) ends the run quietly with 0, as it does
+for other Unix tools.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+import traceback
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from streamer_core import (
     EventFrame,
@@ -28,10 +32,12 @@ from streamer_core import (
 )
 
 from .client import StreamerClient
-from .errors import ConnectionFailed, RemoteError, RequestTimeout, StreamerError
+from .errors import ConnectionFailed, InvalidRequest, RemoteError, RequestTimeout, StreamerError
 from .subscriptions import Subscription
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_REMOTE = 1
@@ -43,6 +49,7 @@ EXIT_INTERRUPTED = 130
 # A command-line run should end rather than wait forever for a server that went away.
 _CLI_RECONNECT_ATTEMPTS = 5
 _BAR_WIDTH = 30
+_LOG_FORMAT = "streamer-client: %(levelname)s: %(message)s"
 
 
 class _UsageError(Exception):
@@ -76,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print raw server frames, one JSON object per line"
     )
     parser.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
+    parser.add_argument(
+        "--verbose", action="store_true", help="log debug details and tracebacks on stderr"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     request = commands.add_parser("request", help="run an action and print its result")
     request.add_argument("action")
@@ -88,7 +98,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    _configure_logging()
     try:
         args = _build_parser().parse_args(argv)
         if not args.url:
@@ -97,10 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         _fail(f"usage error: {exc} (see --help)")
         return EXIT_USAGE
+    with _logging_to_stderr(verbose=args.verbose):
+        return _run(args, payload)
+
+
+def _run(args: argparse.Namespace, payload: dict[str, Any] | None) -> int:
     try:
         if args.command == "request":
             return asyncio.run(_request(args, payload))
         return asyncio.run(_subscribe(args))
+    except InvalidRequest as exc:
+        _fail(f"usage error: {exc}")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except RemoteError as exc:
@@ -116,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(f"error: {exc}")
         return EXIT_REMOTE
     except Exception as exc:
+        if args.verbose:
+            traceback.print_exc()
         _fail(f"unexpected error: {type(exc).__name__}: {exc}")
         return EXIT_REMOTE
 
@@ -144,38 +163,96 @@ def _client(
     )
 
 
+class _Stdout:
+    """Writes the run's output; notices when the reader went away (``| head -1``).
+
+    Writing to a closed pipe raises ``BrokenPipeError``; from inside the client's frame callback
+    that would be logged and retried on every frame forever. Instead the run stops, and stdout
+    is pointed at devnull so that the interpreter's final flush cannot fail once more.
+    """
+
+    def __init__(self) -> None:
+        self.gone = asyncio.Event()
+
+    def line(self, text: str) -> None:
+        if self.gone.is_set():
+            return
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            _silence_stdout()
+            self.gone.set()
+
+    async def unless_gone(self, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
+        """Run ``work`` until it ends or the reader leaves; ``(False, None)`` in the latter case."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(self.gone.wait())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            gone.cancel()
+            task.cancel()
+            raise
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return False, None
+        return True, task.result()
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        # stdout is not a file descriptor (embedded or captured): replace the object instead.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- lives as long as the process
+
+
 async def _request(args: argparse.Namespace, payload: dict[str, Any] | None) -> int:
     request_id = new_request_id()
+    out = _Stdout()
     printer = (
-        _frame_printer(lambda frame: _concerns_request(frame, request_id)) if args.json else None
+        _frame_printer(out, lambda frame: _concerns_request(frame, request_id))
+        if args.json
+        else None
     )
     bar = None if args.json else _ProgressBar(sys.stderr)
     async with _client(args, printer) as client:
         try:
-            result = await client.request(
-                args.action,
-                payload,
-                on_progress=bar.update if bar is not None else None,
-                timeout=args.timeout,
-                request_id=request_id,
+            finished, result = await out.unless_gone(
+                client.request(
+                    args.action,
+                    payload,
+                    on_progress=bar.update if bar is not None else None,
+                    timeout=args.timeout,
+                    request_id=request_id,
+                )
             )
         finally:
             if bar is not None:
                 bar.finish()
-    if not args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False), flush=True)
+    if finished and not args.json:
+        out.line(json.dumps(result, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
 async def _subscribe(args: argparse.Namespace) -> int:
     topic: str = args.topic
-    printer = _frame_printer(lambda frame: _concerns_topic(frame, topic)) if args.json else None
+    out = _Stdout()
+    printer = (
+        _frame_printer(out, lambda frame: _concerns_topic(frame, topic)) if args.json else None
+    )
     scope = asyncio.timeout(args.timeout)
     try:
         async with scope, _client(args, printer) as client, client.subscribe(topic) as events:
             if not args.json:
                 print(f"subscribed to {topic}", file=sys.stderr, flush=True)
-            await _print_events(events, args.count, raw=args.json)
+            await out.unless_gone(_print_events(events, args.count, out=None if args.json else out))
     except TimeoutError:
         if scope.expired():
             raise RequestTimeout(f"stopped listening to {topic} after {args.timeout} s") from None
@@ -183,22 +260,25 @@ async def _subscribe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _print_events(events: Subscription, count: int | None, *, raw: bool) -> None:
+async def _print_events(events: Subscription, count: int | None, *, out: _Stdout | None) -> None:
+    """Count events (printing their data unless frames are printed raw) up to ``count``."""
     if count is not None and count <= 0:
         return
     received = 0
     async for event in events:
-        if not raw:
-            print(json.dumps(event.data, ensure_ascii=False), flush=True)
+        if out is not None:
+            out.line(json.dumps(event.data, ensure_ascii=False))
         received += 1
         if count is not None and received >= count:
             return
 
 
-def _frame_printer(wanted: Callable[[ServerFrame], bool]) -> Callable[[ServerFrame], None]:
+def _frame_printer(
+    out: _Stdout, wanted: Callable[[ServerFrame], bool]
+) -> Callable[[ServerFrame], None]:
     def print_frame(frame: ServerFrame) -> None:
         if wanted(frame):
-            print(encode(frame), flush=True)
+            out.line(encode(frame))
 
     return print_frame
 
@@ -250,9 +330,45 @@ def _fail(message: str) -> None:
     print(f"streamer-client: {message}", file=sys.stderr, flush=True)
 
 
-def _configure_logging() -> None:
-    """Show the client's warnings as short lines, unless the host application set logging up."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.WARNING, format="streamer-client: %(levelname)s: %(message)s"
-        )
+class _OneLineFormatter(logging.Formatter):
+    """A log record as one line: the exception's type and message stay, its traceback goes.
+
+    The promise of the command line is one clear line per problem; tracebacks are for
+    ``--verbose``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[1] if record.exc_info else None
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        if error is not None:
+            line += f" ({type(error).__name__}: {error})"
+        return line.replace("\n", " ")
+
+
+@contextmanager
+def _logging_to_stderr(*, verbose: bool) -> Iterator[None]:
+    """Route the client's log records to stderr for the run, in the CLI's own format.
+
+    Installed on the package logger (and removed afterwards) rather than the root logger, so
+    that a host that calls ``main`` in-process keeps its own logging setup.
+    """
+    logger = logging.getLogger("streamer_client")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(_LOG_FORMAT) if verbose else _OneLineFormatter(_LOG_FORMAT)
+    )
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import process_exception
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.protocol import State
 
 from .errors import AuthenticationFailed, ConnectionFailed
 from .states import ConnectionState, StateObserver
@@ -35,6 +36,7 @@ __all__ = [
     "TokenProvider",
     "backoff_delays",
     "handshake_target",
+    "retry_delay",
 ]
 
 logger = logging.getLogger("streamer_client")
@@ -44,6 +46,12 @@ TokenProvider = Callable[[], str | Awaitable[str]]
 # API Gateway closes idle connections after 10 minutes and every connection after 2 hours.
 DEFAULT_HEARTBEAT_INTERVAL = 240.0
 DEFAULT_MAX_CONNECTION_AGE = 2 * 3600.0 - 300.0
+
+# Refusals of the handshake that say "not now" rather than "never": request timeout and rate
+# limiting (a gateway throttling a reconnect storm) besides the 5xx websockets already retries.
+_TRANSIENT_HTTP_STATUSES = frozenset({408, 429})
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +73,26 @@ class ConnectionOptions:
     max_connection_age: float | None = DEFAULT_MAX_CONNECTION_AGE
     open_timeout: float | None = 10.0
     query_token: bool = False
+    backoff_reset_after: float | None = None
+
+    @property
+    def stable_after(self) -> float:
+        """How long a socket must stay up before the reconnect backoff starts over.
+
+        A server that accepts the handshake and drops the socket at once would otherwise be
+        hammered at ``backoff_initial`` forever; by default a socket must outlive the longest
+        backoff delay to prove the server is healthy again.
+        """
+        if self.backoff_reset_after is not None:
+            return self.backoff_reset_after
+        return self.backoff_max
+
+
+def retry_delay(attempt: int, initial: float, maximum: float, factor: float) -> float:
+    """The jittered delay before retry ``attempt`` (1-based), shaped like :func:`backoff_delays`."""
+    delay = min(maximum, initial * factor ** max(0, attempt - 1))
+    half = delay / 2
+    return half + random.uniform(0, half)
 
 
 def backoff_delays(initial: float, maximum: float, factor: float) -> Iterator[float]:
@@ -116,12 +144,43 @@ class LinkHooks(Protocol):
     async def heartbeat(self) -> None:
         """Prove the server still answers; raising or hanging means the socket is dead."""
 
+    async def drain(self, patience: float) -> None:
+        """Wait (at most ``patience`` seconds) for answers to frames already written on this socket.
+
+        Called before the link closes a healthy socket on purpose (renewal), so that calls in
+        flight are answered rather than left with an unknown outcome.
+        """
+
 
 class _AttemptFailed(Exception):
     def __init__(self, error: ConnectionFailed, *, retryable: bool) -> None:
         super().__init__(str(error))
         self.error = error
         self.retryable = retryable
+
+
+class _Backoff:
+    """Reconnect attempts and their growing delays since the last socket that stayed up."""
+
+    def __init__(self, options: ConnectionOptions) -> None:
+        self._options = options
+        self.attempts = 0
+        self._delays = self._fresh()
+
+    def _fresh(self) -> Iterator[float]:
+        options = self._options
+        return backoff_delays(options.backoff_initial, options.backoff_max, options.backoff_factor)
+
+    def reset(self) -> None:
+        self.attempts = 0
+        self._delays = self._fresh()
+
+    def next_delay(self) -> float:
+        return next(self._delays)
+
+    def exhausted(self) -> bool:
+        limit = self._options.max_reconnect_attempts
+        return limit is not None and self.attempts >= limit
 
 
 class Link:
@@ -147,6 +206,9 @@ class Link:
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
         self._renewing = False
+        self._backoff = _Backoff(options)
+        # Every timed wait goes through here, so tests can drive time instead of waiting for it.
+        self._sleep: Sleep = asyncio.sleep
         self.generation = 0
 
     @property
@@ -156,6 +218,7 @@ class Link:
 
     async def open(self) -> None:
         """Make the first connection, failing fast so that a wrong URL or token is seen at once."""
+        self._backoff.reset()
         self._observer.set(ConnectionState.CONNECTING)
         try:
             ws = await self._attempt()
@@ -167,14 +230,19 @@ class Link:
         await self._restore()
 
     async def send(self, text: str) -> bool:
-        """Write one frame; ``False`` when there is no socket or it closed under the write."""
+        """Write one frame; ``False`` only when it certainly did not leave this process.
+
+        A socket that closes during the write may or may not have delivered the frame, and the
+        caller must then assume the server got it: resending a frame the server already acted
+        on is exactly what the client must never do blindly.
+        """
         ws = self._ws
-        if ws is None:
+        if ws is None or ws.state is not State.OPEN:
             return False
         try:
             await ws.send(text)
         except ConnectionClosed:
-            return False
+            logger.debug("socket closed while a frame was being written")
         return True
 
     async def close(self) -> None:
@@ -213,6 +281,9 @@ class Link:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status in _TRANSIENT_HTTP_STATUSES:
+                error = ConnectionFailed(f"cannot connect to {self._url}: HTTP {status}")
+                raise _AttemptFailed(error, retryable=True) from exc
             if status in (401, 403):
                 reason = "unauthorized" if status == 401 else "forbidden"
                 auth_error = AuthenticationFailed(
@@ -233,13 +304,23 @@ class Link:
     async def _supervise(self, ws: ClientConnection) -> None:
         # open() already restored the first socket, before returning to the caller.
         restore = False
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                up_since = loop.time()
                 await self._serve(ws, restore=restore)
                 if self._closing:
                     return
                 if not self._options.reconnect:
                     raise ConnectionFailed("connection to the server was lost")
+                if self._renewing or loop.time() - up_since >= self._options.stable_after:
+                    self._backoff.reset()
+                elif self._backoff.exhausted():
+                    # The handshake worked but the socket did not last: that attempt failed too.
+                    raise ConnectionFailed(
+                        f"gave up after {self._backoff.attempts} reconnect attempts: "
+                        "the server keeps closing the connection right after opening it"
+                    )
                 self._hooks.on_down()
                 self._observer.set(ConnectionState.RECONNECTING)
                 ws = await self._reconnect(immediately=self._renewing)
@@ -272,33 +353,38 @@ class Link:
         self._hooks.on_closed(error)
 
     async def _reconnect(self, *, immediately: bool) -> ClientConnection:
-        options = self._options
-        delays = backoff_delays(
-            options.backoff_initial, options.backoff_max, options.backoff_factor
-        )
-        attempt = 0
+        """Attempt until a handshake succeeds; the backoff carries over from earlier drops.
+
+        Only a socket that stayed up resets the backoff (see ``stable_after``), so a server that
+        accepts and drops at once is retried ever more slowly, and ``max_reconnect_attempts``
+        still ends it.
+        """
+        backoff = self._backoff
+        first = True
         while True:
-            attempt += 1
-            delay = 0.0 if immediately and attempt == 1 else next(delays)
-            await asyncio.sleep(delay)
+            delay = 0.0 if immediately and first else backoff.next_delay()
+            first = False
+            await self._sleep(delay)
+            backoff.attempts += 1
             try:
                 return await self._attempt()
             except _AttemptFailed as failed:
                 if not failed.retryable:
                     raise failed.error from failed.__cause__
-                limit = options.max_reconnect_attempts
-                if limit is not None and attempt >= limit:
+                if backoff.exhausted():
                     raise ConnectionFailed(
-                        f"gave up after {attempt} reconnect attempts: {failed.error}"
+                        f"gave up after {backoff.attempts} reconnect attempts: {failed.error}"
                     ) from failed.__cause__
-                logger.info("reconnect attempt %d failed: %s", attempt, failed.error)
+                logger.info("reconnect attempt %d failed: %s", backoff.attempts, failed.error)
 
     async def _serve(self, ws: ClientConnection, *, restore: bool) -> None:
         """Run one socket until it closes, its heartbeat fails or it reaches its age limit."""
         watchers = [asyncio.create_task(self._read(ws))]
         if self._options.heartbeat_interval is not None:
             watchers.append(asyncio.create_task(self._heartbeat(self._options.heartbeat_interval)))
-        if self._options.max_connection_age is not None:
+        # Renewal exists to reconnect before the gateway's limit; without reconnecting it would
+        # only end a healthy connection early.
+        if self._options.max_connection_age is not None and self._options.reconnect:
             watchers.append(asyncio.create_task(self._age_limit(self._options.max_connection_age)))
         try:
             if restore:
@@ -325,7 +411,7 @@ class Link:
 
     async def _heartbeat(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
             try:
                 await asyncio.wait_for(self._hooks.heartbeat(), self._options.heartbeat_timeout)
             except Exception as exc:
@@ -333,6 +419,13 @@ class Link:
                 return
 
     async def _age_limit(self, max_age: float) -> None:
-        await asyncio.sleep(max_age)
+        await self._sleep(max_age)
         logger.info("connection reached its maximum age, renewing it")
         self._renewing = True
+        # New frames wait for the next socket while the old one finishes what it carries: a
+        # call cut off mid-flight would have an unknown outcome, and renewal is not a failure.
+        self._ws = None
+        try:
+            await self._hooks.drain(self._options.heartbeat_timeout)
+        except Exception:
+            logger.exception("waiting for answers before renewing the connection failed")

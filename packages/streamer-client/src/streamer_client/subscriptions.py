@@ -100,6 +100,10 @@ class TopicRegistry:
     def get(self, topic: str) -> TopicEntry | None:
         return self._entries.get(topic)
 
+    def unconfirmed(self) -> int:
+        """Topics whose subscribe the server has not confirmed: frames a new socket must carry."""
+        return sum(1 for entry in self._entries.values() if not entry.confirmed.done())
+
     def add(self, subscription: Subscription) -> tuple[TopicEntry, bool]:
         """Attach a subscriber; ``True`` when the server must be told about the topic."""
         entry = self._entries.get(subscription.topic)
