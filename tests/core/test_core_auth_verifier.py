@@ -222,6 +222,16 @@ def tenant_not_a_string(keys: Keys) -> tuple[TokenVerifier, str]:
     return _default_verifier(keys), keys.rsa.sign(claims(tenant_id=["acme"]))
 
 
+def tenant_with_key_separator(keys: Keys) -> tuple[TokenVerifier, str]:
+    """``#`` joins storage keys: ``a#b`` + ``c`` must never meet ``a`` + ``b#c``."""
+    return _default_verifier(keys), keys.rsa.issuer().issue("user-1", "acme#globex")
+
+
+def tenant_with_key_separator_and_allow_list(keys: Keys) -> tuple[TokenVerifier, str]:
+    verifier = _default_verifier(keys, allowed_tenants=["acme#globex"])
+    return verifier, keys.rsa.issuer().issue("user-1", "acme#globex")
+
+
 def permissions_not_strings(keys: Keys) -> tuple[TokenVerifier, str]:
     return _default_verifier(keys), keys.rsa.sign(claims(permissions=[1, 2]))
 
@@ -264,6 +274,8 @@ ATTACKS: list[tuple[Attack, AuthReason]] = [
     (tenant_not_allowed, AuthReason.TENANT_NOT_ALLOWED),
     (oversized, AuthReason.MALFORMED),
     (tenant_not_a_string, AuthReason.MALFORMED),
+    (tenant_with_key_separator, AuthReason.MALFORMED),
+    (tenant_with_key_separator_and_allow_list, AuthReason.MALFORMED),
     (permissions_not_strings, AuthReason.MALFORMED),
     (infinite_expiry, AuthReason.MALFORMED),
     (header_not_an_object, AuthReason.MALFORMED),

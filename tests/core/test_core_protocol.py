@@ -105,6 +105,33 @@ def test_package_exports_resolve() -> None:
         assert getattr(streamer_core, name) is not None
 
 
+def test_the_package_exports_exactly_the_protocol() -> None:
+    from streamer_core import protocol
+
+    assert streamer_core.__all__ == protocol.__all__
+    assert set(protocol.__all__) <= set(dir(streamer_core))
+    assert streamer_core.ClientFrame is protocol.ClientFrame
+    with pytest.raises(AttributeError):
+        streamer_core.not_a_name  # noqa: B018
+
+
+def test_importing_a_subpackage_does_not_load_the_protocol() -> None:
+    code = (
+        "import sys, streamer_core.auth, streamer_core.backoff; "
+        "print(','.join(m for m in ('streamer_core.protocol', 'pydantic') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_star_import_of_the_package_brings_the_protocol() -> None:
+    namespace: dict[str, object] = {}
+    exec("from streamer_core import *", namespace)
+    assert {"ClientFrame", "encode", "ErrorCode"} <= set(namespace)
+
+
 def test_importing_the_package_pulls_in_no_server_dependencies() -> None:
     code = (
         "import sys, streamer_core; "
@@ -289,6 +316,41 @@ def test_frame_one_byte_over_the_limit(as_bytes: bool) -> None:
     assert error.size == MAX_FRAME_BYTES + 1
     assert str(MAX_FRAME_BYTES + 1) in error.message
     assert str(MAX_FRAME_BYTES) in error.message
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_an_oversized_frame_answers_its_own_id(as_bytes: bool) -> None:
+    frame = (
+        '{"action": "echo", "id": "big-1", "payload": {"blob": "' + "x" * MAX_FRAME_BYTES + '"}}'
+    )
+    with pytest.raises(FrameTooLargeError) as caught:
+        parse_client_frame(frame.encode() if as_bytes else frame)
+    assert caught.value.request_id == "big-1"
+    assert caught.value.to_frame().request_id == "big-1"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        '{"action": "echo", "payload": {"id": "inner", "blob": "',
+        '{"action": "echo", "payload": {"list": [{"id": "inner"}], "blob": "',
+        '{"action": "echo", "payload": {"note": "\\"id\\": \\"fake\\"", "blob": "',
+        '{"action": "echo", "id": "not valid!", "payload": {"blob": "',
+    ],
+    ids=["nested-object", "nested-list", "inside-a-string", "invalid-id"],
+)
+def test_an_oversized_frame_never_borrows_an_id_that_is_not_its_own(head: str) -> None:
+    frame = head + "x" * MAX_FRAME_BYTES + '"}, "id": "outer"}'
+    with pytest.raises(FrameTooLargeError) as caught:
+        parse_client_frame(frame)
+    assert caught.value.request_id is None
+
+
+def test_an_oversized_server_frame_answers_its_request_id() -> None:
+    frame = '{"type": "complete", "request_id": "r-9", "result": "' + "x" * MAX_FRAME_BYTES + '"}'
+    with pytest.raises(FrameTooLargeError) as caught:
+        parse_server_frame(frame)
+    assert caught.value.request_id == "r-9"
 
 
 def test_size_counts_utf8_bytes_not_characters() -> None:

@@ -17,6 +17,7 @@ from streamer_core.protocol import (
     RequestStatus,
 )
 from streamer_core.storage import (
+    REQUESTS,
     ConflictError,
     Connection,
     IllegalTransitionError,
@@ -74,6 +75,32 @@ def test_create_without_connection_or_metadata(request_store: RequestStore) -> N
     assert record.connection_id is None
     assert record.metadata == {}
     assert request_store.get(KEY) == record
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"": "x"}, {"a.b": "1", "$weird key": "", "é": "ü"}],
+    ids=["empty-key", "odd-keys"],
+)
+def test_any_string_metadata_survives_dynamodb(
+    request_store: RequestStore, metadata: dict[str, str]
+) -> None:
+    record, _ = request_store.create(KEY, "echo", {}, connection_id=None, metadata=metadata)
+    assert record.metadata == metadata
+    assert request_store.get(KEY) == record
+
+
+def test_metadata_stored_as_a_map_is_still_read(request_store: RequestStore, dynamodb: Any) -> None:
+    request_store.create(KEY, "echo", {}, connection_id=None)
+    dynamodb.update_item(
+        TableName=REQUESTS.physical_name("test"),  # the dynamodb fixture's environment
+        Key={"owner": {"S": KEY.owner}, "request_id": {"S": KEY.request_id}},
+        UpdateExpression="SET metadata = :m",
+        ExpressionAttributeValues={":m": {"M": {"trace": {"S": "t"}}}},
+    )
+    record = request_store.get(KEY)
+    assert record is not None
+    assert record.metadata == {"trace": "t"}
 
 
 def test_create_is_idempotent_for_the_same_work(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -434,7 +435,9 @@ class Stack:
         )
         return list(response.get("Messages", []))
 
-    def drain(self, receive_count: int | None = None) -> dict[str, Any]:
+    def drain(
+        self, receive_count: int | None = None, context: FakeLambdaContext | None = None
+    ) -> dict[str, Any]:
         """Hand every queued message to the processor as one batch, as Lambda's poller does."""
         messages = self.receive_messages()
         batch = [
@@ -446,10 +449,12 @@ class Stack:
             }
             for m in messages
         ]
-        return self.process(batch)
+        return self.process(batch, context)
 
-    def process(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return processor.handler(self.events.sqs(batch), FakeLambdaContext())
+    def process(
+        self, batch: Sequence[dict[str, Any]], context: FakeLambdaContext | None = None
+    ) -> dict[str, Any]:
+        return processor.handler(self.events.sqs(batch), context or FakeLambdaContext())
 
     def frames(self, connection_id: str, type_: str | None = None) -> list[dict[str, Any]]:
         return self.sender.frames(connection_id, type_)
@@ -581,3 +586,16 @@ def stack(
     finally:
         app.gate.set()  # type: ignore[attr-defined]
         reset_runtime()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The handlers' JSON log lines written during the test, parsed."""
+    from streamer_handlers.observability import logger
+
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+    finally:
+        logger.registered_handler.setStream(previous)

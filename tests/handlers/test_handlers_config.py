@@ -34,6 +34,7 @@ def test_settings_defaults_follow_the_contract():
     assert settings.demo_delay == 0.5
     assert settings.allowed_tenants is None
     assert settings.management_endpoint is None
+    assert settings.max_subscriptions == 100
 
 
 def test_settings_read_every_variable():
@@ -56,8 +57,12 @@ def test_settings_read_every_variable():
             "STREAMER_MAX_RECEIVE_COUNT": "3",
             "STREAMER_PROCESSOR_TIMEOUT": "60",
             "STREAMER_DEMO_DELAY": "0",
+            "STREAMER_JWT_PUBLIC_KEY_FILE": "/etc/streamer/jwt.pem",
+            "STREAMER_MAX_SUBSCRIPTIONS": "20",
         }
     )
+    assert settings.jwt_public_key_file == "/etc/streamer/jwt.pem"
+    assert settings.max_subscriptions == 20
     assert settings.management_endpoint == "https://api.example.com/prod"
     assert settings.allowed_tenants == {"acme", "globex"}
     assert (settings.rate_limit, settings.max_receive_count, settings.processor_timeout) == (
@@ -78,6 +83,7 @@ def test_settings_read_every_variable():
         ("STREAMER_RATE_LIMIT", "0"),
         ("STREAMER_RATE_LIMIT", "1.5"),
         ("STREAMER_PROGRESS_PER_SECOND", "nan"),
+        ("STREAMER_MAX_SUBSCRIPTIONS", "0"),
     ],
 )
 def test_bad_settings_fail_clearly(name, value):
@@ -189,6 +195,29 @@ def test_demo_echo_returns_the_payload():
     assert demo_app["echo"].func(request) == {"x": [1]}
 
 
+def _modules_after_import(module: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has loaded once ``module`` is imported."""
+    code = (
+        f"import sys, json, {module};"
+        f"print(json.dumps(sorted(m for m in {list(watched)!r} if m in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return list(json.loads(out))
+
+
+HEAVY = (
+    "boto3",
+    "aws_xray_sdk",
+    "jwt",
+    "cryptography",
+    "pydantic",
+    "streamer_core.protocol",
+    "aws_lambda_powertools.utilities.data_classes",
+)
+
+
 def test_router_and_connect_import_without_boto3_or_a_tracer():
     code = (
         "import sys, streamer_handlers.functions.router, streamer_handlers.functions.connect;"
@@ -198,6 +227,42 @@ def test_router_and_connect_import_without_boto3_or_a_tracer():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert json.loads(out.replace("'", '"')) == []
+
+
+@pytest.mark.parametrize("function", ["connect", "disconnect"])
+def test_connection_functions_import_neither_the_protocol_nor_aws_sdks(function):
+    assert _modules_after_import(f"streamer_handlers.functions.{function}", HEAVY) == []
+
+
+def test_router_imports_the_protocol_but_no_jwt_stack_or_aws_sdk():
+    loaded = _modules_after_import("streamer_handlers.functions.router", HEAVY)
+    assert loaded == ["pydantic", "streamer_core.protocol"]
+
+
+def test_the_package_root_still_exports_every_name():
+    import streamer_handlers
+    import streamer_handlers.publish  # the module shares its name with the function
+
+    for name in streamer_handlers.__all__:
+        assert getattr(streamer_handlers, name) is not None
+    assert callable(streamer_handlers.publish)
+    from streamer_handlers import publish
+
+    assert publish.__name__ == "publish"
+    assert not isinstance(publish, type(sys))
+    with pytest.raises(AttributeError):
+        streamer_handlers.not_a_name  # noqa: B018
+
+
+def test_a_public_key_file_configures_the_verifier(tmp_path, key_pair):
+    from streamer_core.auth import TokenIssuer
+    from streamer_handlers.runtime import build_verifier
+
+    path = tmp_path / "jwt.pem"
+    path.write_text(key_pair[1])
+    verifier = build_verifier(Settings(jwt_public_key_file=str(path)))
+    token = TokenIssuer(key_pair[0], algorithm="ES256").issue("alice", "acme")
+    assert verifier.verify(token).user_id == "alice"
 
 
 def test_disabled_metrics_are_dropped_not_accumulated(monkeypatch, capsys):

@@ -138,6 +138,7 @@ def test_disconnect_leaves_running_requests_alone(stack):
     connection_id = stack.connect()
     stack.send(connection_id, {"action": "job", "id": "keep"})
     stack.disconnect(connection_id)
+    stack.sender.gone.add(connection_id)  # a closed socket answers 410 on AWS
     record = stack.runtime.storage.requests.get(stack.request_key("keep"))
     assert record is not None
     assert record.status == "QUEUED"
@@ -171,3 +172,32 @@ def test_logs_never_contain_the_token(stack):
     assert lines[0]["correlation_id"].startswith("rid-")
     assert lines[1]["message"] == "client sent [REDACTED]"
     assert "[REDACTED]" in lines[2]["exception"]
+
+
+def test_a_tenant_id_with_the_key_separator_is_refused_as_malformed(stack, capsys):
+    token = stack.token("alice", "acme#globex")
+    headers = {"Authorization": f"Bearer {token}"}
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        connect.handler(stack.events.authorizer(headers=headers), stack.context())
+    response = connect.handler(stack.events.connect("c-sep=", headers=headers), stack.context())
+    assert response == {"statusCode": 401}
+    reasons = [m["reason"] for m in _emf(capsys) if "reason" in m]
+    assert reasons == ["malformed", "malformed"]
+    assert stack.runtime.storage.connections.get("c-sep=") is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "status_code"),
+    [(ValueError("tenant_id must be free of '#'"), 401), (RuntimeError("dynamodb down"), 500)],
+    ids=["refused-identity", "outage"],
+)
+def test_a_connection_that_cannot_be_stored_is_answered_not_crashed(
+    stack, monkeypatch, failure, status_code
+):
+    def put(connection: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(stack.runtime.storage.connections, "put", put)
+    token = stack.token()
+    event = stack.events.connect("c-put=", headers={"Authorization": f"Bearer {token}"})
+    assert connect.handler(event, stack.context()) == {"statusCode": status_code}

@@ -338,6 +338,7 @@ def test_status_after_reconnect_resumes_streaming(stack):
 
     def reconnect() -> None:
         stack.disconnect(first)
+        stack.sender.gone.add(first)  # a closed socket answers 410 on AWS
         second = stack.connect()
         stack.hooks["second"] = lambda: second  # type: ignore[assignment,return-value]
         status = stack.send(second, {"action": "status", "payload": {"request_id": "rs"}})
@@ -370,3 +371,12 @@ def test_a_request_for_an_action_no_longer_served_fails(stack):
     assert stack.drain() == {"batchItemFailures": []}
     assert _status(stack, "old") == "FAILED"
     assert stack.frames(connection, "error")[0]["code"] == "NOT_FOUND"
+
+
+def test_processor_logs_carry_the_request_id_as_correlation_id(stack, log_lines):
+    connection = stack.connect()
+    stack.send(connection, {"action": "job", "id": "corr-2", "payload": {"steps": 1}})
+    stack.drain()
+    [done] = [line for line in log_lines() if line.get("message") == "request completed"]
+    assert done["correlation_id"] == "corr-2"
+    assert done["sqs_message_id"] != "corr-2"

@@ -177,3 +177,53 @@ def test_a_failing_store_does_not_stop_the_action():
     reporter = ProgressReporter("req", emit, clock=clock, schedule=Timers())
     reporter.report(10)
     assert reporter.seq == 1
+
+
+def test_only_the_first_hundred_percent_skips_coalescing():
+    reporter, sent, clock, timers = _reporter()
+    reporter.report(100, "writing")
+    reporter.report(100, "uploading")
+    reporter.report(100, "cleaning up")
+    assert [f.message for f in sent] == ["writing"]
+    clock.now += 0.1
+    timers.fire()
+    assert [f.message for f in sent] == ["writing", "cleaning up"]
+
+
+def test_a_report_that_could_not_be_recorded_is_retried_by_finish():
+    clock = Clock()
+    sent: list[ProgressFrame] = []
+    failures = [RuntimeError("throttled")]
+
+    def emit(frame: ProgressFrame) -> bool:
+        if failures:
+            raise failures.pop()
+        sent.append(frame)
+        return False
+
+    reporter = ProgressReporter("req", emit, clock=clock, schedule=Timers())
+    reporter.report(100, "done")
+    assert sent == []
+    reporter.finish()
+    assert [(f.percentage, f.message) for f in sent] == [(100, "done")]
+    assert sent[0].seq == 2  # the failed attempt may have been stored under seq 1
+    assert reporter.last_frame == sent[0]
+
+
+def test_a_newer_report_replaces_one_that_could_not_be_recorded():
+    clock = Clock()
+    sent: list[ProgressFrame] = []
+    failures = [RuntimeError("throttled")]
+
+    def emit(frame: ProgressFrame) -> bool:
+        if failures:
+            raise failures.pop()
+        sent.append(frame)
+        return False
+
+    timers = Timers()
+    reporter = ProgressReporter("req", emit, clock=clock, schedule=timers)
+    reporter.report(40)
+    reporter.report(60)
+    reporter.finish()
+    assert [f.percentage for f in sent] == [60]

@@ -203,7 +203,17 @@ def test_frame_over_128_kb_is_refused(stack):
     body = json.dumps({"action": "echo", "id": "big", "payload": {"blob": "x" * (129 * 1024)}})
     reply = stack.send_raw(connection, body)
     assert reply["code"] == "VALIDATION_ERROR"
+    assert reply["request_id"] == "big"
     assert "131072" in reply["message"] or "128" in reply["message"]
+
+
+def test_an_id_inside_the_payload_of_an_oversized_frame_is_not_taken_for_its_own(stack):
+    connection = stack.connect()
+    payload = {"id": "inner", "blob": "x" * (129 * 1024)}
+    body = json.dumps({"action": "echo", "payload": payload, "id": "outer"})
+    reply = stack.send_raw(connection, body)
+    assert reply["code"] == "VALIDATION_ERROR"
+    assert reply["request_id"] is None
 
 
 def test_reply_over_128_kb_becomes_an_error(stack):
@@ -213,7 +223,7 @@ def test_reply_over_128_kb_becomes_an_error(stack):
     assert len(body) < 128 * 1024
     reply = stack.send_raw(connection, body)
     assert reply["type"] == "error"
-    assert reply["request_id"] == "near"
+    assert (reply["code"], reply["request_id"]) == ("INTERNAL_ERROR", "near")
     assert "128 KB" in reply["message"]
 
 
@@ -295,3 +305,37 @@ def test_async_actions_leave_the_callers_event_loop_alone(stack):
     thread.start()
     thread.join()
     assert seen == ["response", True]
+
+
+def test_subscriptions_per_connection_are_capped(stack):
+    stack.reconfigure(max_subscriptions=2)
+    connection = stack.connect()
+    for topic in ("a", "b"):
+        assert (
+            stack.send(connection, {"action": "subscribe", "payload": {"topic": topic}})["type"]
+            == "subscribed"
+        )
+    refused = stack.send(connection, {"action": "subscribe", "id": "s3", "payload": {"topic": "c"}})
+    assert (refused["type"], refused["code"], refused["request_id"]) == (
+        "error",
+        "VALIDATION_ERROR",
+        "s3",
+    )
+    assert refused["details"]["limit"] == 2
+    assert "unsubscribe" in refused["message"]
+    again = stack.send(connection, {"action": "subscribe", "payload": {"topic": "a"}})
+    assert again["type"] == "subscribed"
+    assert stack.send(connection, {"action": "job", "id": "own"})["type"] == "acknowledgment"
+    stack.send(connection, {"action": "unsubscribe", "payload": {"topic": "b"}})
+    assert (
+        stack.send(connection, {"action": "subscribe", "payload": {"topic": "c"}})["type"]
+        == "subscribed"
+    )
+
+
+def test_router_logs_carry_the_clients_request_id_as_correlation_id(stack, log_lines):
+    connection = stack.connect()
+    stack.send(connection, {"action": "crash", "id": "corr-1"})
+    [failure] = [line for line in log_lines() if line.get("message") == "action failed"]
+    assert failure["correlation_id"] == "corr-1"
+    assert failure["gateway_request_id"].startswith("rid-")

@@ -399,6 +399,11 @@ _ID_MATCH: Final = re.compile(ID_PATTERN).fullmatch
 _BRACKETS: Final = bytes.maketrans(b"[]", b"{}")
 _NOT_BRACKETS: Final = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _MAX_ECHO: Final = 64
+_ID_SCAN_BYTES: Final = 4096
+_TOP_LEVEL_ID_PATTERNS: Final = {
+    key: re.compile(rf'"{key}"\s*:\s*"([A-Za-z0-9_.:-]{{1,128}})"(?=\s*[,}}])')
+    for key in ("id", "request_id")
+}
 
 
 def parse_client_frame(data: str | bytes) -> ClientFrame:
@@ -451,11 +456,11 @@ def _check_raw(data: str | bytes, *, id_key: str) -> None:
                 if size <= MAX_FRAME_BYTES:
                     raise _invalid_text(f"frame is not valid UTF-8 text: {exc.reason}") from None
         if size > MAX_FRAME_BYTES:
-            raise FrameTooLargeError(size)
+            raise FrameTooLargeError(size, request_id=_prefix_id(data, id_key))
         brackets = data.count("{") + data.count("[")
     elif isinstance(data, bytes | bytearray):
         if len(data) > MAX_FRAME_BYTES:
-            raise FrameTooLargeError(len(data))
+            raise FrameTooLargeError(len(data), request_id=_prefix_id(data, id_key))
         if not data.isascii():
             try:
                 data.decode("utf-8")
@@ -519,6 +524,32 @@ def _usable_id(data: str | bytes, key: str) -> str | None:
         if isinstance(value, str) and _ID_MATCH(value):
             return value
     return None
+
+
+def _prefix_id(data: str | bytes, key: str) -> str | None:
+    """The id of an oversized frame, read from its first few KB without parsing it.
+
+    A frame over the limit is never parsed (that is the point of the limit), yet its error
+    should still answer the request it refuses. Clients put ``id`` near the start, so a
+    regex over a bounded prefix finds it at a fixed cost; a match is used only at the top
+    level of the object, so an ``id`` inside the payload is never mistaken for the frame's.
+    """
+    prefix = data[:_ID_SCAN_BYTES]
+    text = prefix.decode("utf-8", "ignore") if isinstance(prefix, bytes | bytearray) else prefix
+    pattern = _TOP_LEVEL_ID_PATTERNS.get(key)
+    if pattern is None:
+        return None
+    for match in pattern.finditer(text):
+        if _depth_before(text, match.start()) == 1:
+            return match.group(1)
+    return None
+
+
+def _depth_before(text: str, end: int) -> int:
+    """Nesting depth at ``end``: brackets outside string literals, escapes dropped first."""
+    head = text[:end].replace("\\\\", "").replace('\\"', "")
+    skeleton = "".join(head.split('"')[::2])
+    return skeleton.count("{") + skeleton.count("[") - skeleton.count("}") - skeleton.count("]")
 
 
 def _clip(value: object) -> str:

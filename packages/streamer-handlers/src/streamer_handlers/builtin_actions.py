@@ -27,7 +27,7 @@ from streamer_core import (
 )
 from streamer_core.auth import Principal
 
-from .delivery import deliver_to_request, request_topic
+from .delivery import deliver_to_request, follow_request, is_request_topic, unfollow_request
 from .observability import logger
 from .replies import error_frame
 
@@ -56,18 +56,14 @@ def request_key(caller: Caller, request_id: str) -> RequestKey:
 def run_builtin(runtime: Runtime, caller: Caller, frame: ClientFrame) -> BaseModel:
     """Answer a built-in action; raises ProtocolError for an invalid payload."""
     payload = builtin_payload(frame)
-    if frame.action == "ping":
-        return PongFrame(request_id=frame.id)
     if isinstance(payload, TopicPayload):
         return _topic_action(runtime, caller, frame, payload)
-    if isinstance(payload, RequestRefPayload) and frame.action == "status":
-        return _status(runtime, caller, frame, payload)
-    if isinstance(payload, RequestRefPayload) and frame.action == "cancel":
+    if isinstance(payload, RequestRefPayload):
+        if frame.action == "status":
+            return _status(runtime, caller, frame, payload)
         return _cancel(runtime, caller, frame, payload)
-    # A built-in the protocol knows but this server does not serve yet.
-    return error_frame(
-        ErrorCode.NOT_FOUND, f"unknown action {frame.action!r}", frame.id, {"field": "action"}
-    )
+    # ``builtin_payload`` validates a payload for every built-in but ``ping``.
+    return PongFrame(request_id=frame.id)
 
 
 def _topic_action(
@@ -75,6 +71,9 @@ def _topic_action(
 ) -> BaseModel:
     subscriptions = runtime.storage.subscriptions
     if frame.action == "subscribe":
+        refused = _over_subscription_limit(runtime, caller, frame, payload.topic)
+        if refused is not None:
+            return refused
         subscriptions.subscribe(
             caller.connection_id,
             caller.principal.tenant_id,
@@ -84,6 +83,33 @@ def _topic_action(
         return SubscribedFrame(request_id=frame.id, topic=payload.topic)
     subscriptions.unsubscribe(caller.connection_id, payload.topic)
     return UnsubscribedFrame(request_id=frame.id, topic=payload.topic)
+
+
+def _over_subscription_limit(
+    runtime: Runtime, caller: Caller, frame: ClientFrame, topic: str
+) -> BaseModel | None:
+    """Refuse a new topic beyond STREAMER_MAX_SUBSCRIPTIONS for this connection.
+
+    Every subscription is an item to store and a recipient in every fan-out of its topic;
+    without a cap one connection could subscribe to topics without end. Only topics the
+    client chose count: following its own requests is not limited here. Subscribing again
+    to a topic already held is idempotent and always allowed.
+    """
+    limit = runtime.settings.max_subscriptions
+    held = [
+        t
+        for t in runtime.storage.subscriptions.topics_of(caller.connection_id)
+        if not is_request_topic(t)
+    ]
+    if topic in held or len(held) < limit:
+        return None
+    return error_frame(
+        ErrorCode.VALIDATION_ERROR,
+        f"this connection already holds {len(held)} subscriptions, the limit is {limit}; "
+        "unsubscribe from a topic first",
+        frame.id,
+        {"field": "payload.topic", "limit": limit},
+    )
 
 
 def _not_found(frame: ClientFrame, request_id: str) -> BaseModel:
@@ -100,19 +126,18 @@ def _status(
 ) -> BaseModel:
     """Answer the stored snapshot; a still-running request also starts streaming here.
 
-    That is how a client that reconnected mid-job picks its updates up again.
+    That is how a client that reconnected mid-job picks its updates up again. The
+    connection follows the request before the record is read: anything written after the
+    read is then sent to it, and anything before is in the snapshot, so no completion falls
+    between the two. A request that is absent or already over is unfollowed again.
     """
     key = request_key(caller, payload.request_id)
+    follow_request(runtime, key, caller.connection_id, expires_at=caller.connection_expires_at)
     record = runtime.storage.requests.get(key)
+    if record is None or record.status in TERMINAL_STATUSES:
+        unfollow_request(runtime, key, caller.connection_id)
     if record is None:
         return _not_found(frame, payload.request_id)
-    if record.status not in TERMINAL_STATUSES:
-        runtime.storage.subscriptions.subscribe(
-            caller.connection_id,
-            key.tenant_id,
-            request_topic(key),
-            expires_at=caller.connection_expires_at,
-        )
     return StatusFrame(request_id=frame.id, snapshot=record.snapshot())
 
 
@@ -141,6 +166,7 @@ def _cancel(
                 runtime,
                 key,
                 error_frame(ErrorCode.CANCELLED, "request cancelled", key.request_id),
+                after.connection_id,
             )
         except Exception:
             logger.exception("could not tell followers about a cancellation")

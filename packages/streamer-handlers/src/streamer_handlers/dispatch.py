@@ -28,7 +28,7 @@ from .errors import ActionError
 from .events import authorizer_principal, connection_expires_at, message_body, websocket_event
 from .execution import DeadlineExceeded, run_action
 from .observability import RATE_LIMITED, add_log_keys, count, logger
-from .replies import error_frame, internal_error
+from .replies import error_frame, internal_error, unknown_action
 from .request import Request
 from .submission import submit
 
@@ -112,8 +112,12 @@ def _route(
     try:
         frame = parse_client_frame(body)
     except ProtocolError as error:
+        if error.request_id is not None:
+            add_log_keys(correlation_id=error.request_id, request_id=error.request_id)
         return error.to_frame()
-    add_log_keys(request_id=frame.id, action=frame.action)
+    # The client's id is what ties this message to its acknowledgment, progress and
+    # result across functions, so it is the correlation id from here on.
+    add_log_keys(correlation_id=frame.id, request_id=frame.id, action=frame.action)
     try:
         if frame.action in BUILTIN_ACTIONS:
             return run_builtin(runtime, caller, frame)
@@ -127,16 +131,13 @@ def _run_user_action(
 ) -> BaseModel:
     spec = runtime.app.get(frame.action)
     if spec is None:
-        return error_frame(
-            ErrorCode.NOT_FOUND, f"unknown action {frame.action!r}", frame.id, {"field": "action"}
-        )
-    missing = sorted(spec.permissions - caller.principal.permissions)
-    if missing:
+        return unknown_action(frame.action, frame.id)
+    if not caller.principal.has_permissions(spec.permissions):
         return error_frame(
             ErrorCode.FORBIDDEN,
             f"action {frame.action!r} needs permissions the caller lacks",
             frame.id,
-            {"missing": list(missing)},
+            {"missing": sorted(spec.permissions - caller.principal.permissions)},
         )
     if spec.asynchronous:
         return submit(runtime, caller, frame)

@@ -4,6 +4,11 @@ A sync route must answer before API Gateway gives up on the integration (29 s). 
 cannot kill a thread, so a ``def`` action that overruns keeps its worker thread until it
 returns; the caller gets TIMEOUT at the deadline regardless. An ``async def`` action is
 cancelled at its deadline.
+
+Those stuck threads are counted. Once every thread of the pool is held by one, a new
+action could only wait in the pool's queue and "time out" without ever having run, so it
+is refused with :class:`ActionThreadsExhausted` instead: the caller reports an internal
+error and the log says why, rather than a TIMEOUT that blames the action.
 """
 
 from __future__ import annotations
@@ -19,10 +24,51 @@ from .app import ActionSpec
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 MAX_ACTION_THREADS = 64
+_stuck = 0
+"""Threads of the pool still running an action whose caller already gave up on it."""
 
 
 class DeadlineExceeded(Exception):
     """The action did not finish within its deadline."""
+
+
+class ActionThreadsExhausted(RuntimeError):
+    """Every action thread is held by an overrun action: this one cannot run here.
+
+    Raised rather than reported as TIMEOUT, because the action never started. A process in
+    this state stays in it until those actions return; the processor retries the request
+    (on another instance, most likely) and the router answers INTERNAL_ERROR.
+    """
+
+
+def stuck_threads() -> int:
+    """How many action threads are held by actions that overran their deadline."""
+    with _pool_lock:
+        return _stuck
+
+
+def _track_stuck(future: Future[Any]) -> None:
+    global _stuck
+    with _pool_lock:
+        _stuck += 1
+
+    def release(_done: Future[Any]) -> None:
+        global _stuck
+        with _pool_lock:
+            _stuck -= 1
+
+    future.add_done_callback(release)
+
+
+def _exhausted(held: int) -> ActionThreadsExhausted:
+    if held >= MAX_ACTION_THREADS:
+        reason = f"all {MAX_ACTION_THREADS} action threads are held by overrun actions"
+    else:
+        reason = (
+            f"no action thread came free before the deadline ({MAX_ACTION_THREADS} threads, "
+            f"{held} held by overrun actions)"
+        )
+    return ActionThreadsExhausted(f"{reason}; the action was not started")
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -76,8 +122,41 @@ def _in_running_loop() -> bool:
     return True
 
 
-def run_action(spec: ActionSpec, args: tuple[Any, ...], timeout: float | None = None) -> Any:
-    """Call ``spec.func(*args)`` and return its result; DeadlineExceeded after ``timeout`` s."""
+def _on_own_thread(call: Callable[[], Any], timeout: float | None) -> Any:
+    """Run ``call`` on a thread of its own, abandoned (not killed) at the deadline."""
+    future: Future[Any] = Future()
+
+    def target() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(call())
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=target, name="streamer-job", daemon=True).start()
+    try:
+        return future.result(timeout=timeout)
+    except TimeoutError:
+        if future.done():
+            raise
+        raise DeadlineExceeded from None
+
+
+def run_action(
+    spec: ActionSpec,
+    args: tuple[Any, ...],
+    timeout: float | None = None,
+    *,
+    own_thread: bool = False,
+) -> Any:
+    """Call ``spec.func(*args)`` and return its result; DeadlineExceeded after ``timeout`` s.
+
+    ``own_thread`` runs a ``def`` action on a thread of its own instead of the shared pool.
+    The processor runs one long job at a time and must not compete for the pool with short
+    synchronous actions: where every function shares one process (the local stack), a few
+    long jobs would otherwise leave the router's actions waiting for a thread.
+    """
     call: Callable[[], Any]
     if spec.is_coroutine:
 
@@ -93,11 +172,19 @@ def run_action(spec: ActionSpec, args: tuple[Any, ...], timeout: float | None = 
 
         if timeout is None:
             return call()
+        if own_thread:
+            return _on_own_thread(call, timeout)
+    held = stuck_threads()
+    if held >= MAX_ACTION_THREADS:
+        raise _exhausted(held)
     future: Future[Any] = _executor().submit(call)
     try:
         return future.result(timeout=timeout)
     except TimeoutError:
         if future.done():
             raise
-        future.cancel()
+        if future.cancel():
+            # Still queued at its deadline: the pool never had a thread for it.
+            raise _exhausted(stuck_threads()) from None
+        _track_stuck(future)
         raise DeadlineExceeded from None

@@ -4,8 +4,11 @@ An action may call ``report`` in a tight loop; every emitted report costs a Dyna
 and one management-API call per subscriber, so at most ``per_second`` reports a second
 leave the reporter. A report that arrives too soon is held back and replaced by any newer
 one (the newest always wins); a timer sends it when the interval has passed, so a job that
-goes quiet after a held-back report still shows its latest state. 100% is never held
-back, and ``finish`` sends whatever is still held before the final frame.
+goes quiet after a held-back report still shows its latest state. The first report of
+100% is never held back (later ones at 100% are coalesced like any other), and ``finish``
+sends whatever is still held before the final frame. A report that could not be stored or
+delivered stays held, so ``finish`` (or the next report) tries it again instead of losing
+the 100% a client waits for.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -23,33 +26,23 @@ from streamer_core import ProgressFrame
 
 from .errors import Cancelled
 from .observability import logger
+from .timers import Scheduler, TimerHandle, thread_timer
+
+__all__ = [
+    "Emitter",
+    "ProgressReporter",
+    "Scheduler",
+    "TimerHandle",
+    "thread_timer",
+]
 
 _EPSILON = 1e-6
 """Clock arithmetic in floats: 100.1 - 100.0 is a hair under 0.1, and must count as due."""
 _JSON_OBJECT: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
 
 
-class TimerHandle(Protocol):
-    """A scheduled callback that can still be called off."""
-
-    def cancel(self) -> None:
-        """Make sure the callback does not run (no effect once it ran)."""
-        ...
-
-
-Scheduler = Callable[[float, Callable[[], None]], TimerHandle]
-"""``schedule(delay_seconds, callback)``; tests replace the thread timer with a manual one."""
-
 Emitter = Callable[[ProgressFrame], bool]
 """Stores and delivers one frame; returns True when the request must stop (cancelled)."""
-
-
-def thread_timer(delay: float, callback: Callable[[], None]) -> TimerHandle:
-    """Run ``callback`` after ``delay`` seconds on a daemon thread."""
-    timer = threading.Timer(delay, callback)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 @dataclass
@@ -90,11 +83,18 @@ class ProgressReporter:
         self._timer: TimerHandle | None = None
         self._cancelled = False
         self._closed = False
+        self._full_sent = False
+        self._last_frame: ProgressFrame | None = None
 
     @property
     def seq(self) -> int:
         """Sequence number of the last emitted report (0 before the first)."""
         return self._seq
+
+    @property
+    def last_frame(self) -> ProgressFrame | None:
+        """The last report that was stored and delivered (what ``status`` will show)."""
+        return self._last_frame
 
     @property
     def cancelled(self) -> bool:
@@ -121,7 +121,8 @@ class ProgressReporter:
             self._pending = _Pending(value, message, dict(checked))
             now = self._clock()
             due = self._last_sent is None or now - self._last_sent >= self._interval - _EPSILON
-            if value >= 100.0 or due:
+            first_full = value >= 100.0 and not self._full_sent
+            if first_full or due:
                 self._send_pending(now)
             elif self._timer is None:
                 wait = self._interval - (now - (self._last_sent or now))
@@ -174,6 +175,13 @@ class ProgressReporter:
             logger.exception(
                 "progress could not be recorded", extra={"request_id": self.request_id}
             )
+            # Held again for finish() or the next report, unless a newer one replaced it. A
+            # retry takes a new seq: the failed attempt may have been stored already.
+            if self._pending is None:
+                self._pending = pending
             return
+        self._last_frame = frame
+        if pending.percentage >= 100.0:
+            self._full_sent = True
         if stop:
             self._cancelled = True

@@ -6,20 +6,26 @@ an event can only ever reach connections of the tenant it was published to.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
-from pydantic import JsonValue
-from streamer_core import TOPIC_PATTERN, EventFrame
-
 from .delivery import deliver_to_topic
 from .runtime import get_runtime
-from .sender import DeliveryReport
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from pydantic import JsonValue
 
-_TOPIC_RE = re.compile(TOPIC_PATTERN)
+    from .runtime import Runtime
+    from .sender import DeliveryReport
+
+
+@functools.cache
+def _topic_match() -> re.Pattern[str]:
+    """Compiled on first publish: the package imports this module eagerly (see __init__)."""
+    from streamer_core import TOPIC_PATTERN
+
+    return re.compile(TOPIC_PATTERN)
 
 
 def publish(
@@ -37,8 +43,10 @@ def publish(
     """
     if not tenant_id:
         raise ValueError("tenant_id is required")
-    if not _TOPIC_RE.fullmatch(topic):
-        raise ValueError(f"topic {topic!r} does not match {TOPIC_PATTERN}")
+    from streamer_core import EventFrame
+
+    if not _topic_match().fullmatch(topic):
+        raise ValueError(f"topic {topic!r} does not match {_topic_match().pattern}")
     frame = (
         EventFrame(topic=topic, data=data, id=event_id)
         if event_id is not None

@@ -31,3 +31,10 @@ def error_frame(
 def internal_error(request_id: str | None = None) -> ErrorFrame:
     """The answer to a failure the client cannot act on; the cause goes to the logs only."""
     return error_frame(ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE, request_id)
+
+
+def unknown_action(action: str, request_id: str | None) -> ErrorFrame:
+    """The one wording of "no such action", whether the router or the processor finds out."""
+    return error_frame(
+        ErrorCode.NOT_FOUND, f"unknown action {action!r}", request_id, {"field": "action"}
+    )

@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from streamer_core import BUILTIN_ACTIONS
-
 if TYPE_CHECKING:
     from .app import Streamer
 
@@ -84,6 +82,8 @@ def function_specs(app: Streamer | None = None) -> tuple[FunctionSpec, ...]:
         from .settings import get_settings
 
         app = load_app(get_settings().app)
+    from streamer_core import BUILTIN_ACTIONS  # the protocol loads here, not at import
+
     router_keys = tuple(sorted({"$default", *BUILTIN_ACTIONS, *app}))
     return (
         FunctionSpec(

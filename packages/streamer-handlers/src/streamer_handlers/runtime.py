@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .progress import Scheduler, thread_timer
 from .settings import Settings, SettingsError, get_settings
+from .timers import Scheduler, thread_timer
 
 if TYPE_CHECKING:
     from streamer_core.auth import TokenVerifier
@@ -144,7 +144,11 @@ class Runtime:
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
-    """A verifier from the first key source configured: PEM text, a secret, or a JWKS URL."""
+    """A verifier from the first key source configured: PEM text, a file, a secret, or JWKS.
+
+    A file suits keys baked into a deployment package or mounted by the local stack, where
+    putting a multi-line PEM in an environment variable is awkward.
+    """
     from streamer_core.auth import KeySet, SecretsManagerKeySource, TokenVerifier
 
     common: dict[str, Any] = {
@@ -154,12 +158,14 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     }
     if settings.jwt_public_key:
         return TokenVerifier(KeySet.from_secret_string(settings.jwt_public_key), **common)
+    if settings.jwt_public_key_file:
+        return TokenVerifier(KeySet.from_file(settings.jwt_public_key_file), **common)
     if settings.jwt_public_key_secret:
         return TokenVerifier(SecretsManagerKeySource(settings.jwt_public_key_secret), **common)
     if settings.jwks_url:
         return TokenVerifier(jwks_url=settings.jwks_url, **common)
     raise SettingsError(
-        "no JWT key configured: set STREAMER_JWT_PUBLIC_KEY, "
+        "no JWT key configured: set STREAMER_JWT_PUBLIC_KEY, STREAMER_JWT_PUBLIC_KEY_FILE, "
         "STREAMER_JWT_PUBLIC_KEY_SECRET or STREAMER_JWKS_URL"
     )
 

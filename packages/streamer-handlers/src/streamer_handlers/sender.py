@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from streamer_core.backoff import full_jitter_delay
+
 from .observability import STALE_CONNECTIONS_PRUNED, count, logger
 
 _GONE_CODES = frozenset({"GoneException"})
@@ -165,8 +167,11 @@ class ManagementSender:
                         },
                     )
                     return _Outcome.FAILED
-                ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-                self._sleep(ceiling * self._jitter())
+                self._sleep(
+                    full_jitter_delay(
+                        attempt, base=self._base_delay, cap=self._max_delay, jitter=self._jitter
+                    )
+                )
         return _Outcome.FAILED
 
     def _prune(self, connection_id: str) -> None:

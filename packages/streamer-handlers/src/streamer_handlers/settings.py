@@ -63,6 +63,7 @@ class Settings:
     management_endpoint: str | None = None
     jwt_public_key: str | None = None
     jwt_public_key_secret: str | None = None
+    jwt_public_key_file: str | None = None
     jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -74,6 +75,8 @@ class Settings:
     max_receive_count: int = 5
     processor_timeout: int = 900
     demo_delay: float = 0.5
+    max_subscriptions: int = 100
+    """Topics one connection may subscribe to (its own requests do not count)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.sync_timeout < API_GATEWAY_INTEGRATION_LIMIT:
@@ -100,6 +103,7 @@ class Settings:
             management_endpoint=endpoint.rstrip("/") if endpoint else None,
             jwt_public_key=_text(env, "STREAMER_JWT_PUBLIC_KEY"),
             jwt_public_key_secret=_text(env, "STREAMER_JWT_PUBLIC_KEY_SECRET"),
+            jwt_public_key_file=_text(env, "STREAMER_JWT_PUBLIC_KEY_FILE"),
             jwks_url=_text(env, "STREAMER_JWKS_URL"),
             jwt_issuer=_text(env, "STREAMER_JWT_ISSUER"),
             jwt_audience=_text(env, "STREAMER_JWT_AUDIENCE"),
@@ -111,6 +115,7 @@ class Settings:
             max_receive_count=_integer(env, "STREAMER_MAX_RECEIVE_COUNT", 5, minimum=1),
             processor_timeout=_integer(env, "STREAMER_PROCESSOR_TIMEOUT", 900, minimum=1),
             demo_delay=_number(env, "STREAMER_DEMO_DELAY", 0.5, minimum=0.0),
+            max_subscriptions=_integer(env, "STREAMER_MAX_SUBSCRIPTIONS", 100, minimum=1),
         )
 
 

@@ -2,8 +2,16 @@
 
 The request record is created with a conditional write keyed by the client's request id,
 so a resent frame (a retry after a dropped socket, a double click) finds the first record
-instead of making a second job. The caller's connection is subscribed before the message
-is queued, so not even the first progress frame can outrun the subscription.
+instead of making a second job.
+
+The caller's connection follows the request before the record is written or read, and so
+before the message is queued: a resend from a new connection cannot miss a completion that
+lands between reading the record and subscribing. The subscription is found through an
+eventually consistent index, though, so it may not be visible to a processor that starts
+within moments; the connection that first submitted the request is stored on the record,
+and the processor always sends to it directly (see :mod:`.delivery`). A connection that
+resends the id moments before the job ends may miss its frames in that window; its
+acknowledgment's status, or a ``status`` request, tells it where the request stands.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from streamer_core import (
 )
 
 from .builtin_actions import Caller, request_key
-from .delivery import request_topic
+from .delivery import follow_request, unfollow_request
 from .observability import logger
 from .replies import error_frame
 
@@ -67,6 +75,7 @@ def submit(runtime: Runtime, caller: Caller, frame: ClientFrame) -> BaseModel:
     key = request_key(caller, frame.id)
     requests = runtime.storage.requests
     payload: dict[str, Any] = dict(frame.payload)
+    follow_request(runtime, key, caller.connection_id, expires_at=caller.connection_expires_at)
     try:
         record, created = requests.create(
             key,
@@ -76,21 +85,18 @@ def submit(runtime: Runtime, caller: Caller, frame: ClientFrame) -> BaseModel:
             metadata=dict(frame.metadata),
         )
     except ItemTooLargeError as error:
+        unfollow_request(runtime, key, caller.connection_id)
         return error_frame(ErrorCode.VALIDATION_ERROR, str(error), frame.id, {"field": "payload"})
     except ConflictError:
+        unfollow_request(runtime, key, caller.connection_id)
         return error_frame(
             ErrorCode.CONFLICT,
             "this request id was already used for a different action or payload",
             frame.id,
             {"field": "id"},
         )
-    if record.status not in TERMINAL_STATUSES:
-        runtime.storage.subscriptions.subscribe(
-            caller.connection_id,
-            key.tenant_id,
-            request_topic(key),
-            expires_at=caller.connection_expires_at,
-        )
+    if record.status in TERMINAL_STATUSES:
+        unfollow_request(runtime, key, caller.connection_id)
     if _should_enqueue(record, created, int(runtime.clock() * 1000)):
         try:
             _enqueue(runtime, key, caller)

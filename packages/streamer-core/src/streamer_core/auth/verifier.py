@@ -24,6 +24,10 @@ from streamer_core.auth.principal import Principal
 _logger = logging.getLogger(__name__)
 
 _REQUIRED_CLAIMS = ("exp", "sub", "tenant_id")
+_KEY_SEPARATOR = "#"
+"""Storage keys join the tenant and the rest with ``#`` (``streamer_core.storage``): a tenant
+id holding one could collide with another tenant's keys, so such a token is malformed. The
+character is repeated here because auth must not import storage (and boto3 with it)."""
 _JWKS_LIFESPAN_SECONDS = 300.0
 # The connect path has a budget of seconds, not tens of seconds.
 _JWKS_TIMEOUT_SECONDS = 5.0
@@ -175,6 +179,8 @@ class TokenVerifier:
     def _principal(self, claims: dict[str, Any]) -> Principal:
         user_id = _identity_claim(claims, "sub")
         tenant_id = _identity_claim(claims, "tenant_id")
+        if _KEY_SEPARATOR in tenant_id:
+            raise AuthError(AuthReason.MALFORMED, f"tenant_id claim contains {_KEY_SEPARATOR!r}")
         if self._allowed_tenants is not None and tenant_id not in self._allowed_tenants:
             raise AuthError(AuthReason.TENANT_NOT_ALLOWED)
         try:

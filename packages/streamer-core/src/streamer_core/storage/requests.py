@@ -57,8 +57,16 @@ def _to_record(item: Mapping[str, Any]) -> RequestRecord:
         attempts=int(item.get("attempts", 0)),
         lease_until=int(lease_until) if lease_until is not None else None,
         cancel_requested=bool(item.get("cancel_requested", False)),
-        metadata={str(k): str(v) for k, v in item.get("metadata", {}).items()},
+        metadata={str(k): str(v) for k, v in _metadata(item.get("metadata")).items()},
     )
+
+
+def _metadata(stored: Any) -> Mapping[str, Any]:
+    """Metadata is stored as JSON text; items written before that hold a DynamoDB map."""
+    if isinstance(stored, str):
+        value = load_json(stored)
+        return value if isinstance(value, dict) else {}
+    return stored if isinstance(stored, Mapping) else {}
 
 
 class RequestStore:
@@ -126,7 +134,9 @@ class RequestStore:
                 "expires_at": int(now) + self._ttl_seconds,
                 "attempts": 0,
                 "cancel_requested": False,
-                "metadata": metadata,
+                # Text, not a map: metadata keys are client-chosen, and DynamoDB cannot
+                # hold every string (the empty one, for a start) as a map key.
+                "metadata": metadata_text,
             }
         )
         try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from streamer_core.backoff import full_jitter_delay
 from streamer_core.storage.clock import Clock, epoch_ms, is_live
 from streamer_core.storage.codec import (
     attribute_value,
@@ -162,8 +162,9 @@ class SubscriptionStore:
         for attempt in range(BATCH_WRITE_ATTEMPTS):
             if attempt:
                 # Full jitter keeps concurrent disconnects from retrying in lockstep.
-                ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-                self._sleep(random.uniform(0, ceiling))
+                self._sleep(
+                    full_jitter_delay(attempt, base=_BACKOFF_BASE_SECONDS, cap=_BACKOFF_CAP_SECONDS)
+                )
             response = self._client.batch_write_item(RequestItems={self._table: pending})
             pending = response.get("UnprocessedItems", {}).get(self._table, [])
             if not pending:

@@ -116,7 +116,17 @@ def connect(runtime: Runtime, event: Mapping[str, Any]) -> dict[str, Any]:
         domain_name=request_context.get("domainName"),
         stage=request_context.get("stage"),
     )
-    runtime.storage.connections.put(connection)
+    try:
+        runtime.storage.connections.put(connection)
+    except ValueError as error:
+        # The storage refuses an identity it cannot key safely (a tenant id with '#'):
+        # the verifier should have refused it, so this is the caller's token, not an outage.
+        logger.warning("connection identity refused by storage", extra={"error": str(error)})
+        _count_refusal(Refused(401, AuthReason.MALFORMED.value))
+        return {"statusCode": 401}
+    except Exception:
+        logger.exception("connection could not be stored")
+        return {"statusCode": 500}
     count(CONNECTIONS_OPENED)
     logger.info("connection opened")
     response: dict[str, Any] = {"statusCode": 200}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from streamer_core import ErrorFrame, FrameTooLargeError, encode
+from streamer_core import ErrorCode, ErrorFrame, FrameTooLargeError, encode
 
 from ..dispatch import route_message
 from ..observability import (
@@ -31,8 +31,9 @@ def _encode_reply(frame: BaseModel) -> tuple[str, bool]:
     except FrameTooLargeError as error:
         request_id = getattr(frame, "request_id", None)
         logger.error("reply too large", extra={"size": error.size})
+        # The client's frame was valid; the server produced a reply it cannot send.
         too_large = error_frame(
-            error.code,
+            ErrorCode.INTERNAL_ERROR,
             "the reply is larger than the 128 KB frame limit",
             request_id if isinstance(request_id, str) else None,
         )
@@ -42,9 +43,15 @@ def _encode_reply(frame: BaseModel) -> tuple[str, bool]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point for message routes; the returned body is the caller's reply."""
     request_context = event.get("requestContext") or {}
+    # Until the frame is parsed, the gateway's request id is the best correlation id;
+    # route_message replaces it with the client's request id (kept as gateway_request_id).
+    gateway_request_id = request_context.get("requestId") or getattr(
+        context, "aws_request_id", None
+    )
     start_invocation(
-        request_context.get("requestId") or getattr(context, "aws_request_id", None),
+        gateway_request_id,
         connection_id=request_context.get("connectionId"),
+        gateway_request_id=gateway_request_id,
     )
     try:
         try:
