@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point boto3 at fake credentials so a missing mock fails loudly instead of calling AWS."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -20,4 +18,3 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Streamer")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "streamer")
-    yield
