@@ -26,13 +26,20 @@ if TYPE_CHECKING:
 _boto_lock = threading.Lock()
 
 
+# One client serves every thread of a process: the sender's fan-out pool on Lambda, and
+# every concurrent invocation of the local stack. botocore's default pool of 10
+# connections would make the rest wait (and warn "Connection pool is full").
+MAX_POOL_CONNECTIONS = 64
+
+
 def boto_client(service: str) -> Any:
     """A boto3 client for ``service``; boto3's default session is not thread-safe to build on."""
     import boto3
+    from botocore.config import Config
 
     factory: Any = boto3.client  # one code path for every service name
     with _boto_lock:
-        return factory(service)
+        return factory(service, config=Config(max_pool_connections=MAX_POOL_CONNECTIONS))
 
 
 class Runtime:

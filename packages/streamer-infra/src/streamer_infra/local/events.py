@@ -227,7 +227,13 @@ class LambdaContext:
         self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.identity: Any = None
         self.client_context: Any = None
+        self._timeout = timeout_seconds
         self._deadline = time.monotonic() + timeout_seconds
+
+    def start_clock(self) -> None:
+        """Lambda's timeout counts from when the handler starts, not from when the
+        invocation waited for a free worker."""
+        self._deadline = time.monotonic() + self._timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))

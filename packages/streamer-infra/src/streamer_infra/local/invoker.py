@@ -92,14 +92,26 @@ class Invoker:
             account_id=self._account_id,
         )
         payload = json.dumps(event)
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def mark_started() -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, started)
+
         try:
             future = self._pool(function).submit(
-                _run, function.handler, payload, context, frozenset(expected_errors)
+                _run, function.handler, payload, context, frozenset(expected_errors), mark_started
             )
         except RuntimeError as exc:
             return Invocation(context.aws_request_id, None, "ServiceUnavailable", str(exc))
+        outcome = asyncio.wrap_future(future)
+        # Waiting for a free worker is not charged to the invocation: Lambda's timeout
+        # starts with the handler, so only the run itself is bounded below.
+        first: set[asyncio.Future[Any]] = {started, outcome}
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), function.timeout)
+            return await asyncio.wait_for(outcome, function.timeout)
         except TimeoutError:
             message = f"Task timed out after {function.timeout:.2f} seconds"
             logger.error("%s %s: %s", context.function_name, context.aws_request_id, message)
@@ -112,9 +124,20 @@ class Invoker:
         self._pools.clear()
 
 
+def _settle(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_result(None)
+
+
 def _run(
-    handler: Handler, payload: str, context: LambdaContext, expected: frozenset[str]
+    handler: Handler,
+    payload: str,
+    context: LambdaContext,
+    expected: frozenset[str],
+    on_start: Callable[[], None],
 ) -> Invocation:
+    context.start_clock()
+    on_start()
     request_id = context.aws_request_id
     try:
         result = handler(json.loads(payload), context)
