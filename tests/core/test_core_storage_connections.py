@@ -251,3 +251,108 @@ def test_concurrent_messages_never_exceed_the_limit(
         worker.join()
     assert len(allowed) == threads * per_thread
     assert allowed.count(True) == limit
+
+
+def test_reserve_rate_grants_chunks_then_the_exact_remainder(
+    connection_store: ConnectionStore, clock: FakeClock, dynamodb: Any
+) -> None:
+    connection_store.put(_connection(clock, "c1"))
+    clock.now = 1_800_000_000.0
+    reserve = connection_store.reserve_rate
+    assert reserve("c1", limit=25, window_seconds=60, want=10) == 10
+    assert reserve("c1", limit=25, window_seconds=60, want=10) == 10
+    assert reserve("c1", limit=25, window_seconds=60, want=10) == 5
+    assert reserve("c1", limit=25, window_seconds=60, want=10) == 0
+    assert reserve("c1", limit=25, window_seconds=60, want=1) == 0
+
+    clock.advance(60)
+    assert reserve("c1", limit=25, window_seconds=60, want=30) == 25
+    assert reserve("c1", limit=25, window_seconds=60, want=1) == 0
+
+
+def test_reserve_rate_costs_one_update_per_chunk(
+    connection_store: ConnectionStore, clock: FakeClock, dynamodb: Any
+) -> None:
+    connection_store.put(_connection(clock, "c1"))
+    clock.now = 1_800_000_000.0
+    connection_store.reserve_rate("c1", limit=100, window_seconds=60, want=10)
+    calls = _count_updates(dynamodb)
+    assert connection_store.reserve_rate("c1", limit=100, window_seconds=60, want=10) == 10
+    assert len(calls) == 1
+    # The remainder costs one failed attempt that reports it, and one that takes it.
+    connection_store.reserve_rate("c1", limit=100, window_seconds=60, want=75)
+    assert connection_store.reserve_rate("c1", limit=100, window_seconds=60, want=10) == 5
+    assert len(calls) == 4
+
+
+def test_reserve_rate_shares_a_window_with_hit_rate_limit(
+    connection_store: ConnectionStore, clock: FakeClock
+) -> None:
+    connection_store.put(_connection(clock, "c1"))
+    clock.now = 1_800_000_000.0
+    assert connection_store.reserve_rate("c1", limit=3, window_seconds=60, want=2) == 2
+    assert connection_store.hit_rate_limit("c1", limit=3) is True
+    assert connection_store.hit_rate_limit("c1", limit=3) is False
+
+
+def test_reserve_rate_grants_nothing_to_unknown_or_expired_connections(
+    connection_store: ConnectionStore, clock: FakeClock
+) -> None:
+    assert connection_store.reserve_rate("nobody", limit=5, window_seconds=60, want=5) == 0
+    connection_store.put(_connection(clock, "c1", lifetime=10))
+    assert connection_store.reserve_rate("c1", limit=5, window_seconds=60, want=2) == 2
+    clock.advance(10)
+    assert connection_store.reserve_rate("c1", limit=5, window_seconds=60, want=2) == 0
+    clock.advance(60)
+    assert connection_store.reserve_rate("c1", limit=5, window_seconds=60, want=2) == 0
+
+
+def test_reserve_rate_rejects_nonsense_requests(connection_store: ConnectionStore) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        connection_store.reserve_rate("c1", limit=5, window_seconds=60, want=0)
+
+
+def test_concurrent_reservations_never_grant_more_than_the_limit(
+    atomic_dynamodb: AtomicCallsClient, clock: FakeClock
+) -> None:
+    store = ConnectionStore(atomic_dynamodb, TABLE, clock=clock)
+    store.put(_connection(clock, "c1"))
+    clock.now = 1_800_000_010.0
+    threads, per_thread, limit, want = 6, 8, 37, 4
+    barrier = threading.Barrier(threads)
+    grants: list[int] = []
+    lock = threading.Lock()
+
+    def reserve() -> None:
+        barrier.wait()
+        for _ in range(per_thread):
+            granted = store.reserve_rate("c1", limit=limit, window_seconds=60, want=want)
+            with lock:
+                grants.append(granted)
+
+    workers = [threading.Thread(target=reserve) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(grants) == threads * per_thread
+    assert all(0 <= granted <= want for granted in grants)
+    assert sum(grants) <= limit
+    # Whatever the race left over is still there to take, and not one unit more.
+    left = store.reserve_rate("c1", limit=limit, window_seconds=60, want=limit)
+    assert sum(grants) + left == limit
+
+
+def test_reserve_rate_opens_a_window_in_one_write_when_told_to_expect_it(
+    connection_store: ConnectionStore, clock: FakeClock, dynamodb: Any
+) -> None:
+    connection_store.put(_connection(clock, "c1"))
+    clock.now = 1_800_000_000.0
+    calls = _count_updates(dynamodb)
+    reserve = connection_store.reserve_rate
+    assert reserve("c1", limit=15, window_seconds=60, want=10, expect_new_window=True) == 10
+    assert len(calls) == 1
+    # Wrongly expected (another container opened it): the failed reset reports the count.
+    assert reserve("c1", limit=15, window_seconds=60, want=10, expect_new_window=True) == 5
+    assert reserve("c1", limit=15, window_seconds=60, want=10, expect_new_window=True) == 0
+    assert reserve("nobody", limit=15, window_seconds=60, want=1, expect_new_window=True) == 0

@@ -22,9 +22,10 @@ from streamer_core.storage.tables import CONNECTIONS
 
 _BY_TENANT = CONNECTIONS.index("by_tenant")
 _BY_USER = CONNECTIONS.index("by_user")
-# A conflicting concurrent window reset costs one more round; more than this means the
-# item keeps changing under us and refusing the message is the safe answer.
-_RATE_LIMIT_ATTEMPTS = 3
+# A conflicting concurrent window reset, a clock running ahead and a remainder smaller than
+# asked for each cost one more round; more than this means the item keeps changing under us
+# and granting nothing is the safe answer.
+_RATE_LIMIT_ATTEMPTS = 4
 
 
 def _to_connection(item: dict[str, Any]) -> Connection:
@@ -128,52 +129,88 @@ class ConnectionStore:
     def hit_rate_limit(self, connection_id: str, *, limit: int, window_seconds: int = 60) -> bool:
         """Count one message against a fixed window; True when it is allowed.
 
-        The counter lives on the connection item and the check-and-increment is a single
-        conditional UpdateItem, so concurrent router invocations cannot both slip under the
-        limit. Only the first message of a new window needs a second write, to reset it.
+        One unit taken with :meth:`reserve_rate`, so the same single conditional UpdateItem
+        guards it and concurrent router invocations cannot both slip under the limit.
         Unknown or expired connections are refused.
         """
-        if limit < 1 or window_seconds < 1:
-            raise ValueError("limit and window_seconds must be at least 1")
+        return (
+            self.reserve_rate(connection_id, limit=limit, window_seconds=window_seconds, want=1)
+            == 1
+        )
+
+    def reserve_rate(
+        self,
+        connection_id: str,
+        *,
+        limit: int,
+        window_seconds: int = 60,
+        want: int = 1,
+        expect_new_window: bool = False,
+    ) -> int:
+        """Take up to ``want`` units of this window's budget; how many were granted.
+
+        A caller that counts messages locally (many Lambda containers, each with its own
+        memory) reserves a chunk here and spends it without further writes. The counter
+        lives on the connection item and the take is one conditional UpdateItem whose
+        condition keeps the total taken in a window at or below ``limit``, so the sum of all
+        grants across every caller never exceeds it. When fewer than ``want`` remain, the
+        failed condition hands back the item (ReturnValuesOnConditionCheckFailure) and the
+        exact remainder is asked for next, without a read. The first take of a new window
+        resets the counter; a caller that knows of no take in the current window says so
+        with ``expect_new_window`` and the reset is tried first, so a window's first chunk
+        costs one write, not a failed add and a reset. 0 means nothing is left in the
+        window *or* the connection is unknown or expired; callers that must tell the two
+        apart read the connection.
+        """
+        if limit < 1 or window_seconds < 1 or want < 1:
+            raise ValueError("limit, window_seconds and want must be at least 1")
         now = self._clock()
         window = math.floor(now / window_seconds) * window_seconds
+        want = min(want, limit)
+        start = expect_new_window
         for _ in range(_RATE_LIMIT_ATTEMPTS):
-            old = self._count_in_window(connection_id, window, limit, now)
+            if start:
+                old = self._start_window(connection_id, window, want, now)
+            else:
+                old = self._take_in_window(connection_id, window, limit, want, now)
             if old is None:
-                return True
+                return want
             if not old or not self._live(old):
-                return False
+                return 0
             stored_window = old.get("rate_window")
-            if stored_window is not None and stored_window >= window:
-                if stored_window > window:
-                    # Another invocation's clock is ahead of ours: count in its window
-                    # rather than resetting the counter backwards.
-                    window = stored_window
-                    continue
-                if old.get("rate_count", 0) >= limit:
-                    return False
+            if stored_window is None or stored_window < window:
+                start = True
                 continue
-            if self._start_window(connection_id, window, now):
-                return True
-        return False
+            start = False
+            if stored_window > window:
+                # Another invocation's clock is ahead of ours: count in its window
+                # rather than resetting the counter backwards.
+                window = stored_window
+                continue
+            remaining = limit - int(old.get("rate_count", 0))
+            if remaining <= 0:
+                return 0
+            want = min(want, remaining)
+        return 0
 
-    def _count_in_window(
-        self, connection_id: str, window: int, limit: int, now: float
+    def _take_in_window(
+        self, connection_id: str, window: int, limit: int, want: int, now: float
     ) -> dict[str, Any] | None:
-        """Count one in `window`: None on success, else the item as it was ({} when absent)."""
+        """Add ``want`` in `window`: None on success, else the item as it was ({} when absent)."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(connection_id),
-                UpdateExpression="SET rate_count = rate_count + :one",
+                UpdateExpression="SET rate_count = rate_count + :want",
+                # Condition expressions cannot add, so the ceiling is computed here.
                 ConditionExpression=(
-                    "expires_at > :now AND rate_window = :window AND rate_count < :limit"
+                    "expires_at > :now AND rate_window = :window AND rate_count <= :ceiling"
                 ),
                 ExpressionAttributeValues={
-                    ":one": attribute_value(1),
+                    ":want": attribute_value(want),
                     ":now": attribute_value(int(now)),
                     ":window": attribute_value(window),
-                    ":limit": attribute_value(limit),
+                    ":ceiling": attribute_value(limit - want),
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -182,23 +219,27 @@ class ConnectionStore:
             return deserialize_item(raw) if raw else {}
         return None
 
-    def _start_window(self, connection_id: str, window: int, now: float) -> bool:
+    def _start_window(
+        self, connection_id: str, window: int, want: int, now: float
+    ) -> dict[str, Any] | None:
+        """Open `window` with ``want`` taken: None on success, else the item as it was."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(connection_id),
-                UpdateExpression="SET rate_window = :window, rate_count = :one",
+                UpdateExpression="SET rate_window = :window, rate_count = :want",
                 ConditionExpression=(
                     "attribute_exists(connection_id) AND expires_at > :now"
                     " AND (attribute_not_exists(rate_window) OR rate_window < :window)"
                 ),
                 ExpressionAttributeValues={
-                    ":one": attribute_value(1),
+                    ":want": attribute_value(want),
                     ":now": attribute_value(int(now)),
                     ":window": attribute_value(window),
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            rejected_item(exc)
-            return False
-        return True
+            raw = rejected_item(exc)
+            return deserialize_item(raw) if raw else {}
+        return None

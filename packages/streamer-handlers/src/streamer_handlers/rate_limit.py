@@ -1,0 +1,206 @@
+"""The per-connection rate limit, counted in memory against budgets reserved in DynamoDB.
+
+Why this shape: the limit must hold across every router container API Gateway runs for a
+connection, so the count has to live in DynamoDB; but one conditional write per message
+costs a network round trip on every message (about ten times the rest of the router's work
+for a sync action). Instead a container *reserves* a chunk of the connection's window
+budget with one conditional UpdateItem (:meth:`ConnectionStore.reserve_rate`) and spends it
+from memory, one unit per message, so a connection costs one write per chunk of messages
+and the common message touches no table at all.
+
+Why it is safe: DynamoDB's condition keeps the total reserved in a window at or below the
+limit, whatever the number of containers, and a unit is spent only by the container that
+reserved it, in the window it was reserved for. So no more than ``limit`` messages of one
+connection are ever allowed in one window. (When another container's clock runs ahead, the
+table counts our chunk in its later window; the units are then spent early, but still
+within that window's total, so the bound holds.) Units reserved but not spent (the container
+went cold, or the client's messages landed elsewhere) are lost with their window: they can
+only make the limit stricter, by at most ``chunk - 1`` per container that holds some, and
+only for that window. With the default chunk (a tenth of the limit, at most 10) a limit of
+100 a minute spread over ten busy containers still allows at least 10 messages per minute
+before RATE_LIMITED, and a client talking through one container loses nothing.
+
+What it costs: a connection that is gone (disconnected, or pruned after a 410) is found
+out only when a container needs a new chunk, because reserving is the one table access
+left on the message path; until then a warm container may answer up to ``chunk - 1``
+more messages on it. Those messages still carry the identity verified at ``$connect``, and
+API Gateway does not route messages of a closed socket, so this is a window of staleness,
+not of forgery. A chunk of 1 (``STREAMER_RATE_LIMIT_CHUNK=1``) restores one write per
+message and refuses a removed connection at once.
+
+Memory is bounded: one entry per connection, replaced when its window ends, entries of
+past windows dropped from the least recently used end, and at most ``max_entries`` kept.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+DEFAULT_MAX_ENTRIES = 10_000
+"""Connections whose budgets one container remembers; an evicted one just reserves again."""
+MAX_DEFAULT_CHUNK = 10
+"""Largest chunk reserved by default, so few units are stranded in an idle container."""
+
+
+class RateReserver(Protocol):
+    """What a budget needs from storage: :meth:`ConnectionStore.reserve_rate`."""
+
+    def reserve_rate(
+        self,
+        connection_id: str,
+        *,
+        limit: int,
+        window_seconds: int = 60,
+        want: int = 1,
+        expect_new_window: bool = False,
+    ) -> int: ...
+
+
+def default_chunk(limit: int) -> int:
+    """A tenth of the limit, between 1 and :data:`MAX_DEFAULT_CHUNK`.
+
+    Small limits get a chunk of 1, so a limit of a few messages is counted exactly; large
+    ones stop at 10, where the write is already shared by ten messages and a bigger chunk
+    would mostly strand more units in idle containers.
+    """
+    return max(1, min(MAX_DEFAULT_CHUNK, limit // 10))
+
+
+@dataclass
+class _Entry:
+    """Units reserved in DynamoDB for one connection and window, not yet spent here."""
+
+    window: int
+    window_seconds: int
+    limit: int
+    remaining: int
+
+    def serves(self, window: int, window_seconds: int, limit: int) -> bool:
+        # A changed limit or window length invalidates what was reserved under the old one.
+        return (self.window, self.window_seconds, self.limit) == (window, window_seconds, limit)
+
+
+class RateBudget:
+    """One container's reserved, unspent rate-limit units, per connection. Thread-safe.
+
+    The lock guards only memory; the reservation itself runs outside it, so a slow
+    DynamoDB call for one connection never holds up the messages of another. Two threads
+    that both find a connection's budget empty both reserve; their grants are added
+    together, so nothing is wasted and the table still bounds the total.
+    """
+
+    def __init__(self, store: RateReserver, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._store = store
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def take(
+        self,
+        connection_id: str,
+        *,
+        limit: int,
+        window_seconds: int,
+        now: float,
+        chunk: int | None = None,
+    ) -> bool:
+        """Spend one unit for a message at ``now``; False when the connection may not send.
+
+        False means the window's budget is spent across all containers, or the connection
+        is unknown or expired; the caller tells the two apart by reading the connection,
+        as it only has to on a refusal.
+        """
+        if limit < 1 or window_seconds < 1:
+            raise ValueError("limit and window_seconds must be at least 1")
+        if chunk is not None and chunk < 1:
+            raise ValueError("chunk must be at least 1")
+        window = math.floor(now / window_seconds) * window_seconds
+        with self._lock:
+            entry = self._entries.get(connection_id)
+            known = entry is not None and entry.serves(window, window_seconds, limit)
+            if entry is not None and known:
+                self._entries.move_to_end(connection_id)
+                if entry.remaining > 0:
+                    entry.remaining -= 1
+                    return True
+        granted = self._store.reserve_rate(
+            connection_id,
+            limit=limit,
+            window_seconds=window_seconds,
+            want=min(chunk or default_chunk(limit), limit),
+            # No reservation of ours in this window: most likely nobody has opened it yet.
+            expect_new_window=not known,
+        )
+        if granted < 1:
+            return False
+        with self._lock:
+            self._keep(connection_id, window, window_seconds, limit, granted - 1, now)
+        return True
+
+    def _keep(
+        self,
+        connection_id: str,
+        window: int,
+        window_seconds: int,
+        limit: int,
+        units: int,
+        now: float,
+    ) -> None:
+        """Bank ``units`` for later messages; called with the lock held."""
+        entry = self._entries.get(connection_id)
+        if entry is not None and entry.serves(window, window_seconds, limit):
+            entry.remaining += units
+            self._entries.move_to_end(connection_id)
+        elif entry is not None and entry.window > window:
+            # A later window is already banked (another thread's clock read moved on):
+            # units of an earlier window must not be spent in it.
+            return
+        else:
+            # Kept even when empty: it records that this window is open, so the next
+            # reservation adds to the count instead of first trying to reset it.
+            self._entries[connection_id] = _Entry(window, window_seconds, limit, units)
+            self._entries.move_to_end(connection_id)
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Drop entries of windows that have ended, oldest use first, then cap the count.
+
+        Entries are ordered by last use and a use always falls inside its entry's window,
+        so ended windows gather at the front and the sweep stops at the first live one.
+        """
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if oldest.window + oldest.window_seconds > now:
+                break
+            self._entries.popitem(last=False)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+
+_budgets: weakref.WeakKeyDictionary[RateReserver, RateBudget] = weakref.WeakKeyDictionary()
+_budgets_lock = threading.Lock()
+
+
+def budget_for(store: RateReserver) -> RateBudget:
+    """The process's budget for ``store``, created on first use.
+
+    Keyed by the store object, so a warm container keeps its budgets across invocations
+    while a rebuilt runtime (other tables, as in tests and the local stack) starts empty.
+    """
+    with _budgets_lock:
+        budget = _budgets.get(store)
+        if budget is None:
+            budget = RateBudget(store)
+            _budgets[store] = budget
+        return budget
