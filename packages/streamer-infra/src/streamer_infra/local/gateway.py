@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from streamer_core.auth import redact_tokens
 
 from .authorizer import AuthorizerDecision, decide
 from .events import (
@@ -38,6 +39,20 @@ from .management import management_routes
 __all__ = ["Gateway", "GatewayCounters", "LiveConnection", "Route", "RouteTable"]
 
 logger = logging.getLogger("streamer.local.gateway")
+
+
+class _RedactTokens(logging.Filter):
+    """aiohttp's own log lines may quote request lines and handshake headers, where a
+    browser client's token travels (query string, subprotocol)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_tokens(record.getMessage())
+        record.args = None
+        return True
+
+
+for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.websocket"):
+    logging.getLogger(_name).addFilter(_RedactTokens())
 
 _GOING_AWAY = 1001
 
@@ -178,7 +193,14 @@ class Gateway:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.api.stage:
             return _message_response(403, "Forbidden")
-        probe = web.WebSocketResponse()
+        # Offer the probe the client's own subprotocols: with none in common aiohttp logs
+        # them, and a browser may carry its token there.
+        offered = tuple(
+            part.strip()
+            for part in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if part.strip()
+        )
+        probe = web.WebSocketResponse(protocols=offered)
         if not probe.can_prepare(request).ok:
             return _message_response(426, "Upgrade Required")
         if self._shutting_down:
