@@ -1,5 +1,6 @@
 """API Gateway WebSocket, SQS and Lambda-context shapes for calling the handlers directly.
 
+The WebSocket events and the context are the local gateway's own (`streamer_infra.local.events`).
 They follow AWS's documented proxy events so the handlers do the same work they do on AWS.
 Everything here is plain data (dicts of str/int/bool/None) so a cold-start child process can
 receive an event as a Python literal without importing `json` before its clock starts.
@@ -10,34 +11,31 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from streamer_infra.local import events as local_events
+from streamer_infra.local import sqs as local_sqs
+
 API_ID = "benchapi01"
 STAGE = "bench"
 DOMAIN = f"{API_ID}.execute-api.us-east-1.amazonaws.com"
 REGION = "us-east-1"
 
 
-def _request_context(
-    route_key: str, event_type: str, connection_id: str, authorizer: dict[str, Any] | None
-) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    context: dict[str, Any] = {
-        "routeKey": route_key,
-        "eventType": event_type,
-        "extendedRequestId": f"ext-{now_ms}",
-        "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
-        "messageDirection": "IN",
-        "stage": STAGE,
-        "connectedAt": now_ms,
-        "requestTimeEpoch": now_ms,
-        "identity": {"sourceIp": "127.0.0.1", "userAgent": "benchmarks"},
-        "requestId": f"req-{now_ms}",
-        "domainName": DOMAIN,
-        "connectionId": connection_id,
-        "apiId": API_ID,
-    }
-    if authorizer is not None:
-        context["authorizer"] = {**authorizer, "integrationLatency": 1}
-    return context
+API = local_events.ApiIdentity(api_id=API_ID, stage=STAGE, domain_name=DOMAIN, region=REGION)
+
+
+def _client(
+    connection_id: str,
+    headers: dict[str, str] | None = None,
+    authorizer: dict[str, Any] | None = None,
+) -> local_events.ClientFacts:
+    return local_events.ClientFacts(
+        connection_id=connection_id,
+        connected_at=int(time.time() * 1000),
+        source_ip="127.0.0.1",
+        user_agent="benchmarks",
+        headers=tuple((headers or {}).items()),
+        authorizer=None if authorizer is None else {**authorizer, "integrationLatency": 1},
+    )
 
 
 def connect_event(connection_id: str, token: str) -> dict[str, Any]:
@@ -48,66 +46,48 @@ def connect_event(connection_id: str, token: str) -> dict[str, Any]:
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
         "Sec-WebSocket-Version": "13",
     }
-    return {
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "requestContext": _request_context("$connect", "CONNECT", connection_id, None),
-        "isBase64Encoded": False,
-    }
+    return local_events.connect_event(
+        API, _client(connection_id, headers), local_events.aws_style_id()
+    )
 
 
 def message_event(
     connection_id: str, body: str, authorizer: dict[str, Any], route_key: str = "$default"
 ) -> dict[str, Any]:
     """A MESSAGE route event carrying the authorizer context the gateway keeps per connection."""
-    context = _request_context(route_key, "MESSAGE", connection_id, authorizer)
-    context["messageId"] = f"msg-{time.perf_counter_ns()}"
-    return {"requestContext": context, "body": body, "isBase64Encoded": False}
+    client = _client(connection_id, authorizer=authorizer)
+    return local_events.message_event(API, client, route_key=route_key, body=body)
 
 
 def disconnect_event(connection_id: str, authorizer: dict[str, Any]) -> dict[str, Any]:
-    context = _request_context("$disconnect", "DISCONNECT", connection_id, authorizer)
-    context["disconnectStatusCode"] = 1000
-    context["disconnectReason"] = "Client-side close frame status not set"
-    return {"headers": {"Host": DOMAIN}, "requestContext": context, "isBase64Encoded": False}
+    return local_events.disconnect_event(
+        API,
+        _client(connection_id, authorizer=authorizer),
+        status_code=1000,
+        reason="Client-side close frame status not set",
+    )
 
 
 def sqs_event(body: str, queue_arn: str, receive_count: int = 1) -> dict[str, Any]:
+    """One received message, as the local queue poller hands it to the processor."""
     now_ms = str(int(time.time() * 1000))
-    return {
-        "Records": [
-            {
-                "messageId": f"m-{time.perf_counter_ns()}",
-                "receiptHandle": "benchmark-receipt-handle",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": str(receive_count),
-                    "SentTimestamp": now_ms,
-                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                    "ApproximateFirstReceiveTimestamp": now_ms,
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0" * 32,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-        ]
+    received = {
+        "MessageId": f"m-{time.perf_counter_ns()}",
+        "ReceiptHandle": "benchmark-receipt-handle",
+        "Body": body,
+        "Attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": now_ms,
+            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+            "ApproximateFirstReceiveTimestamp": now_ms,
+        },
+        "MD5OfBody": "0" * 32,
     }
+    return local_sqs.sqs_event([received], queue_arn=queue_arn, region=REGION)
 
 
-class LambdaContext:
-    """The attributes Powertools and the handlers read from Lambda's context object."""
+class LambdaContext(local_events.LambdaContext):
+    """The local stack's Lambda context object, as the benchmarks' functions are configured."""
 
     def __init__(self, function_name: str = "streamer-bench") -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = 3008
-        self.aws_request_id = f"{time.perf_counter_ns():032x}"
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "bench"
-        self._deadline = time.monotonic() + 900
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        super().__init__(function_name, timeout_seconds=900, memory_limit_in_mb=3008, region=REGION)

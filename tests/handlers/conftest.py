@@ -7,27 +7,22 @@ sender injected through the runtime, because moto's management API never answers
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import io
 import itertools
 import json
-import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto import mock_aws
 from streamer_core.auth import TokenIssuer, generate_key_pair
-from streamer_core.storage import create_tables
 from streamer_handlers import (
     ActionError,
-    DeliveryReport,
     ProgressReporter,
     Request,
     Runtime,
@@ -37,9 +32,29 @@ from streamer_handlers import (
     set_runtime,
 )
 from streamer_handlers.functions import connect, disconnect, processor, router
+from streamer_infra.local.events import (
+    ApiIdentity,
+    ClientFacts,
+    authorizer_event,
+    connect_event,
+    disconnect_event,
+    message_event,
+)
+from streamer_infra.local.sqs import sqs_event
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
+HANDLERS_DIR = Path(__file__).resolve().parent
+if str(HANDLERS_DIR) not in sys.path:
+    sys.path.insert(0, str(HANDLERS_DIR))
+
+from handler_doubles import (  # noqa: E402 - importable only from here on
+    ACCOUNT,
+    REGION,
+    FakeLambdaContext,
+    RecordingSender,
+    fresh_tables_and_queue,
+    moto_clients,
+)
+
 API_ID = "abcdef1234"
 STAGE = "test"
 DOMAIN = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
@@ -91,94 +106,47 @@ class ManualScheduler:
         return len(pending)
 
 
-@dataclass
-class RecordingSender:
-    """Records every frame sent to every connection; ids in ``gone`` answer like a 410."""
-
-    gone: set[str] = field(default_factory=set)
-    on_gone: Callable[[str], None] | None = None
-    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send(self, connection_ids: Sequence[str], data: str) -> DeliveryReport:
-        delivered: list[str] = []
-        gone: list[str] = []
-        for connection_id in connection_ids:
-            if connection_id in self.gone:
-                gone.append(connection_id)
-                if self.on_gone is not None:
-                    self.on_gone(connection_id)
-                continue
-            with self.lock:
-                self.sent.append((connection_id, json.loads(data)))
-            delivered.append(connection_id)
-        return DeliveryReport(delivered=tuple(delivered), gone=tuple(gone))
-
-    def frames(self, connection_id: str, type_: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                frame
-                for cid, frame in self.sent
-                if cid == connection_id and (type_ is None or frame["type"] == type_)
-            ]
-
-
-class FakeLambdaContext:
-    """The parts of Lambda's context object the handlers read."""
-
-    function_name = "streamer-test"
-    memory_limit_in_mb = 3008
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:streamer-test"
-
-    def __init__(self, remaining_ms: int = 300_000) -> None:
-        self.aws_request_id = f"req-{next(_counter)}"
-        self._remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining_ms
-
-
 _counter = itertools.count(1)
 
 
-def _request_context(
+API = ApiIdentity(api_id=API_ID, stage=STAGE, domain_name=DOMAIN, region=REGION, account_id=ACCOUNT)
+
+
+def _client(
     connection_id: str,
-    route_key: str,
-    event_type: str,
-    clock: FakeClock,
+    now_ms: int,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
     authorizer: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    now_ms = int(clock() * 1000)
-    context: dict[str, Any] = {
-        "routeKey": route_key,
-        "eventType": event_type,
-        "extendedRequestId": f"ext-{next(_counter)}",
-        "requestTime": "24/Nov/2026:15:30:00 +0000",
-        "messageDirection": "IN",
-        "stage": STAGE,
-        "connectedAt": now_ms,
-        "requestTimeEpoch": now_ms,
-        "identity": {"sourceIp": "192.0.2.10", "userAgent": "pytest"},
-        "requestId": f"rid-{next(_counter)}",
-        "domainName": DOMAIN,
-        "connectionId": connection_id,
-        "apiId": API_ID,
-    }
-    if event_type == "MESSAGE":
-        context["messageId"] = f"mid-{next(_counter)}"
-    if event_type == "DISCONNECT":
-        context["disconnectStatusCode"] = 1000
-        context["disconnectReason"] = "Client-side close frame status code"
-    if authorizer is not None:
-        context["authorizer"] = authorizer
-    return context
+) -> ClientFacts:
+    """The facts API Gateway repeats in every event of one connection (the product's shape)."""
+    return ClientFacts(
+        connection_id=connection_id,
+        connected_at=now_ms,
+        source_ip="192.0.2.10",
+        user_agent="pytest",
+        headers=tuple({"Host": DOMAIN, "Sec-WebSocket-Version": "13", **(headers or {})}.items()),
+        query=tuple((query or {}).items()),
+        authorizer=authorizer,
+    )
+
+
+def _request_id() -> str:
+    """Test request ids stay recognisable in the log lines and failure records they reach."""
+    return f"rid-{next(_counter)}"
 
 
 @dataclass
 class Events:
-    """Builds API Gateway WebSocket and SQS events as AWS documents them."""
+    """Builds API Gateway WebSocket and SQS events as AWS documents them.
+
+    The WebSocket events come from the local gateway's own builders, stamped by the test clock.
+    """
 
     clock: FakeClock
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def authorizer(
         self,
@@ -186,17 +154,9 @@ class Events:
         query: dict[str, str] | None = None,
         connection_id: str = "conn-auth=",
     ) -> dict[str, Any]:
-        headers = {"Host": DOMAIN, "Sec-WebSocket-Version": "13", **(headers or {})}
-        return {
-            "type": "REQUEST",
-            "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/$connect",
-            "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()},
-            "queryStringParameters": query,
-            "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()},
-            "stageVariables": {},
-            "requestContext": _request_context(connection_id, "$connect", "CONNECT", self.clock),
-        }
+        now_ms = self._now_ms()
+        client = _client(connection_id, now_ms, headers, query)
+        return authorizer_event(API, client, _request_id(), now_ms=now_ms)
 
     def connect(
         self,
@@ -205,19 +165,9 @@ class Events:
         query: dict[str, str] | None = None,
         authorizer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Host": DOMAIN, "Sec-WebSocket-Version": "13", **(headers or {})}
-        event: dict[str, Any] = {
-            "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()},
-            "requestContext": _request_context(
-                connection_id, "$connect", "CONNECT", self.clock, authorizer
-            ),
-            "isBase64Encoded": False,
-        }
-        if query:
-            event["queryStringParameters"] = query
-            event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
-        return event
+        now_ms = self._now_ms()
+        client = _client(connection_id, now_ms, headers, query, authorizer)
+        return connect_event(API, client, _request_id(), now_ms=now_ms)
 
     def message(
         self,
@@ -226,53 +176,49 @@ class Events:
         authorizer: dict[str, Any] | None,
         route_key: str = "$default",
     ) -> dict[str, Any]:
-        binary = isinstance(body, bytes)
-        return {
-            "requestContext": _request_context(
-                connection_id, route_key, "MESSAGE", self.clock, authorizer
-            ),
-            "body": base64.b64encode(body).decode() if binary else body,
-            "isBase64Encoded": binary,
-        }
+        now_ms = self._now_ms()
+        client = _client(connection_id, now_ms, authorizer=authorizer)
+        return message_event(
+            API, client, route_key=route_key, body=body, now_ms=now_ms, request_id=_request_id()
+        )
 
     def disconnect(self, connection_id: str, authorizer: dict[str, Any] | None) -> dict[str, Any]:
-        return {
-            "headers": {"Host": DOMAIN, "x-api-key": "", "x-restapi": ""},
-            "multiValueHeaders": {"Host": [DOMAIN]},
-            "requestContext": _request_context(
-                connection_id, "$disconnect", "DISCONNECT", self.clock, authorizer
-            ),
-            "isBase64Encoded": False,
-        }
+        now_ms = self._now_ms()
+        client = _client(connection_id, now_ms, authorizer=authorizer)
+        return disconnect_event(
+            API,
+            client,
+            status_code=1000,
+            reason="Client-side close frame status code",
+            now_ms=now_ms,
+            request_id=_request_id(),
+        )
 
     def sqs(self, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """``messages`` are dicts with body, receive_count and optional message_attributes."""
-        records = []
-        for message in messages:
-            body = message["body"]
-            attributes = {
-                f"{k[0].lower()}{k[1:]}": {"stringValue": v["StringValue"], "dataType": "String"}
-                for k, v in (message.get("message_attributes") or {}).items()
+        """``messages`` are dicts with body, receive_count and optional message_attributes.
+
+        Each is shaped as SQS's ReceiveMessage returns it, then handed to the local queue
+        poller's own event builder, as Lambda's event source mapping would.
+        """
+        now_ms = str(int(self.clock() * 1000))
+        received = [
+            {
+                "MessageId": message.get("message_id", f"msg-{next(_counter)}"),
+                "ReceiptHandle": f"handle-{next(_counter)}",
+                "Body": message["body"],
+                "Attributes": {
+                    "ApproximateReceiveCount": str(message.get("receive_count", 1)),
+                    "SentTimestamp": now_ms,
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": now_ms,
+                },
+                "MessageAttributes": dict(message.get("message_attributes") or {}),
+                "MD5OfBody": hashlib.md5(message["body"].encode()).hexdigest(),
             }
-            records.append(
-                {
-                    "messageId": message.get("message_id", f"msg-{next(_counter)}"),
-                    "receiptHandle": f"handle-{next(_counter)}",
-                    "body": body,
-                    "attributes": {
-                        "ApproximateReceiveCount": str(message.get("receive_count", 1)),
-                        "SentTimestamp": str(int(self.clock() * 1000)),
-                        "SenderId": "AIDAEXAMPLE",
-                        "ApproximateFirstReceiveTimestamp": str(int(self.clock() * 1000)),
-                    },
-                    "messageAttributes": attributes,
-                    "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:streamer-test-work",
-                    "awsRegion": REGION,
-                }
-            )
-        return {"Records": records}
+            for message in messages
+        ]
+        queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:streamer-test-work"
+        return sqs_event(received, queue_arn=queue_arn, region=REGION)
 
 
 def build_app() -> Streamer:
@@ -506,12 +452,8 @@ def aws_clients() -> Iterator[dict[str, Any]]:
     Module scope, not session: the in-process mock must not outlive these tests and catch
     the calls of other suites (the end-to-end ones talk to a moto server over HTTP).
     """
-    config = Config(ignore_configured_endpoint_urls=True)
-    with mock_aws():
-        yield {
-            "dynamodb": boto3.client("dynamodb", region_name=REGION, config=config),
-            "sqs": boto3.client("sqs", region_name=REGION, config=config),
-        }
+    with moto_clients("dynamodb", "sqs") as clients:
+        yield clients
 
 
 _envs = itertools.count(1)
@@ -520,20 +462,11 @@ _envs = itertools.count(1)
 @pytest.fixture
 def aws(aws_clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Fresh tables and queue for each test, under a unique environment name."""
-    for name in list(os.environ):
-        if name.startswith("STREAMER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMER_DEMO_DELAY", "0")
     env = f"t{next(_envs)}"
     dynamodb, sqs = aws_clients["dynamodb"], aws_clients["sqs"]
-    tables = create_tables(dynamodb, env)
-    queue_url = sqs.create_queue(QueueName=f"streamer-{env}-work")["QueueUrl"]
-    try:
+    with fresh_tables_and_queue(dynamodb, sqs, env, monkeypatch) as queue_url:
+        monkeypatch.setenv("STREAMER_DEMO_DELAY", "0")
         yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url, "env": env}
-    finally:
-        for table in tables.values():
-            dynamodb.delete_table(TableName=table)
-        sqs.delete_queue(QueueUrl=queue_url)
 
 
 @pytest.fixture

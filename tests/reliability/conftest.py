@@ -11,28 +11,27 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto import mock_aws
 from streamer_core.auth import TokenIssuer, generate_key_pair
-from streamer_core.storage import create_tables
 from streamer_handlers import reset_runtime
 
 RELIABILITY_DIR = Path(__file__).resolve().parent
 if str(RELIABILITY_DIR) not in sys.path:
     # The stacks serve `streamer_reliability_app:app`; the tests import `reliability_support`.
     sys.path.insert(0, str(RELIABILITY_DIR))
+HANDLERS_DIR = RELIABILITY_DIR.parent / "handlers"
+if str(HANDLERS_DIR) not in sys.path:
+    # `handler_doubles`: the test doubles the handler suite shares with this one.
+    sys.path.insert(0, str(HANDLERS_DIR))
 
+import handler_doubles  # noqa: E402 - importable only from here on
 from reliability_support import (  # noqa: E402 - importable only from here on
     MINTED,
-    REGION,
     LogTap,
     MintedTokens,
 )
@@ -112,13 +111,8 @@ def signing_keys() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def moto_clients() -> Iterator[dict[str, Any]]:
     """One in-process moto backend per module; never outlives it (the stacks use a server)."""
-    config = Config(ignore_configured_endpoint_urls=True)
-    with mock_aws():
-        yield {
-            "dynamodb": boto3.client("dynamodb", region_name=REGION, config=config),
-            "sqs": boto3.client("sqs", region_name=REGION, config=config),
-            "secretsmanager": boto3.client("secretsmanager", region_name=REGION, config=config),
-        }
+    with handler_doubles.moto_clients("dynamodb", "sqs", "secretsmanager") as clients:
+        yield clients
 
 
 _envs = itertools.count(1)
@@ -127,21 +121,12 @@ _envs = itertools.count(1)
 @pytest.fixture
 def aws(moto_clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Fresh tables and work queue for one test, under an environment name of its own."""
-    for name in list(os.environ):
-        if name.startswith("STREAMER_"):
-            monkeypatch.delenv(name)
-    # The EMF lines would drown the log lines this suite scans; metrics are not under test.
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     env = f"rel{next(_envs)}"
     dynamodb, sqs = moto_clients["dynamodb"], moto_clients["sqs"]
-    tables = create_tables(dynamodb, env)
-    queue_url = sqs.create_queue(QueueName=f"streamer-{env}-work")["QueueUrl"]
-    try:
+    with handler_doubles.fresh_tables_and_queue(dynamodb, sqs, env, monkeypatch) as queue_url:
+        # The EMF lines would drown the log lines this suite scans; metrics are not under test.
+        monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
         yield {**moto_clients, "queue_url": queue_url, "env": env}
-    finally:
-        for table in tables.values():
-            dynamodb.delete_table(TableName=table)
-        sqs.delete_queue(QueueUrl=queue_url)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ real gateway, queue poller and management API of the local stack (``RawClient``)
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 import logging
@@ -20,12 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# `handler_doubles` (tests/handlers) is on the path: the suite's conftest puts it there.
+from handler_doubles import (
+    ACCOUNT,
+    REGION,
+    FakeLambdaContext,
+    RecordingSender,
+)
 from streamer_core.auth import TokenIssuer
 from streamer_core.storage import RequestKey
 from streamer_handlers import (
     ActionError,
     ConnectionPruner,
-    DeliveryReport,
     ProgressReporter,
     Request,
     Runtime,
@@ -34,9 +39,10 @@ from streamer_handlers import (
     set_runtime,
 )
 from streamer_handlers.functions import connect, disconnect, processor, router
+from streamer_infra.local import events
+from streamer_infra.local.events import ApiIdentity, ClientFacts
+from streamer_infra.local.sqs import sqs_event
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 API_ID = "rel0api123"
 STAGE = "reliability"
 DOMAIN = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
@@ -50,19 +56,11 @@ _ids = itertools.count(1)
 # ----------------------------------------------------------------------------- handlers on moto
 
 
-class LambdaContext:
+class LambdaContext(FakeLambdaContext):
     """The parts of Lambda's context object the handlers read."""
 
     function_name = "streamer-reliability"
-    memory_limit_in_mb = 3008
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:streamer-reliability"
-
-    def __init__(self, remaining_ms: int = 300_000) -> None:
-        self.aws_request_id = f"lambda-{next(_ids)}"
-        self._remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining_ms
+    request_id_prefix = "lambda"
 
 
 class HeldTimer:
@@ -80,105 +78,60 @@ def hold_timers(delay: float, callback: Callable[[], None]) -> HeldTimer:
     return HeldTimer()
 
 
-@dataclass
-class RecordingSender:
-    """Records every frame posted to every connection; ids in ``gone`` answer like a 410.
-
-    ``on_gone`` is the production pruner, so the storage side of a 410 is the real one.
-    """
-
-    gone: set[str] = field(default_factory=set)
-    on_gone: Callable[[str], None] | None = None
-    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send(self, connection_ids: Sequence[str], data: str) -> DeliveryReport:
-        delivered: list[str] = []
-        gone: list[str] = []
-        for connection_id in connection_ids:
-            if connection_id in self.gone:
-                gone.append(connection_id)
-                if self.on_gone is not None:
-                    self.on_gone(connection_id)
-                continue
-            with self.lock:
-                self.sent.append((connection_id, json.loads(data)))
-            delivered.append(connection_id)
-        return DeliveryReport(delivered=tuple(delivered), gone=tuple(gone))
-
-    def frames(self, connection_id: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [frame for cid, frame in self.sent if cid == connection_id]
+API = ApiIdentity(api_id=API_ID, stage=STAGE, domain_name=DOMAIN, region=REGION, account_id=ACCOUNT)
 
 
-def _request_context(
+def _client(
     connection_id: str,
-    route_key: str,
-    event_type: str,
+    headers: dict[str, str] | None = None,
     authorizer: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000)
-    context: dict[str, Any] = {
-        "routeKey": route_key,
-        "eventType": event_type,
-        "extendedRequestId": f"ext-{next(_ids)}",
-        "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
-        "messageDirection": "IN",
-        "stage": STAGE,
-        "connectedAt": now_ms,
-        "requestTimeEpoch": now_ms,
-        "identity": {"sourceIp": "192.0.2.44", "userAgent": "reliability"},
-        "requestId": f"rid-{next(_ids)}",
-        "domainName": DOMAIN,
-        "connectionId": connection_id,
-        "apiId": API_ID,
-    }
-    if event_type == "MESSAGE":
-        context["messageId"] = f"mid-{next(_ids)}"
-    if event_type == "DISCONNECT":
-        context["disconnectStatusCode"] = 1001
-        context["disconnectReason"] = "Going away"
-    if authorizer is not None:
-        context["authorizer"] = authorizer
-    return context
+) -> ClientFacts:
+    """What API Gateway repeats in every event of one connection, in the local gateway's shape."""
+    return ClientFacts(
+        connection_id=connection_id,
+        connected_at=int(time.time() * 1000),
+        source_ip="192.0.2.44",
+        user_agent="reliability",
+        headers=tuple({"Host": DOMAIN, "Sec-WebSocket-Version": "13", **(headers or {})}.items()),
+        authorizer=authorizer,
+    )
+
+
+def _request_id() -> str:
+    return f"rid-{next(_ids)}"
 
 
 def authorizer_event(headers: dict[str, str]) -> dict[str, Any]:
     """API Gateway's REQUEST authorizer event for ``$connect``."""
-    headers = {"Host": DOMAIN, "Sec-WebSocket-Version": "13", **headers}
-    return {
-        "type": "REQUEST",
-        "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/$connect",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "stageVariables": {},
-        "requestContext": _request_context(f"conn-{next(_ids)}=", "$connect", "CONNECT"),
-    }
+    return events.authorizer_event(API, _client(f"conn-{next(_ids)}=", headers), _request_id())
 
 
 def connect_event(
     connection_id: str, headers: dict[str, str], authorizer: dict[str, Any] | None
 ) -> dict[str, Any]:
-    headers = {"Host": DOMAIN, "Sec-WebSocket-Version": "13", **headers}
-    return {
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "requestContext": _request_context(connection_id, "$connect", "CONNECT", authorizer),
-        "isBase64Encoded": False,
-    }
+    return events.connect_event(API, _client(connection_id, headers, authorizer), _request_id())
 
 
 def message_event(
     connection_id: str, body: str | bytes, authorizer: dict[str, Any] | None, route_key: str
 ) -> dict[str, Any]:
-    binary = isinstance(body, bytes)
-    return {
-        "requestContext": _request_context(connection_id, route_key, "MESSAGE", authorizer),
-        "body": base64.b64encode(body).decode("ascii") if binary else body,
-        "isBase64Encoded": binary,
-    }
+    return events.message_event(
+        API,
+        _client(connection_id, authorizer=authorizer),
+        route_key=route_key,
+        body=body,
+        request_id=_request_id(),
+    )
+
+
+def disconnect_event(connection_id: str, authorizer: dict[str, Any] | None) -> dict[str, Any]:
+    return events.disconnect_event(
+        API,
+        _client(connection_id, authorizer=authorizer),
+        status_code=1001,
+        reason="Going away",
+        request_id=_request_id(),
+    )
 
 
 def route_key_for(body: str | bytes, route_keys: Iterable[str]) -> str:
@@ -257,14 +210,7 @@ class Harness:
 
     def disconnect(self, connection_id: str) -> None:
         disconnect.handler(
-            {
-                "headers": {"Host": DOMAIN},
-                "multiValueHeaders": {"Host": [DOMAIN]},
-                "requestContext": _request_context(
-                    connection_id, "$disconnect", "DISCONNECT", self.authorizers.get(connection_id)
-                ),
-                "isBase64Encoded": False,
-            },
+            disconnect_event(connection_id, self.authorizers.get(connection_id)),
             LambdaContext(),
         )
 
@@ -288,25 +234,9 @@ class Harness:
             ).get("Messages", [])
             if not messages:
                 return ran
-            event = {
-                "Records": [
-                    {
-                        "messageId": m["MessageId"],
-                        "receiptHandle": m["ReceiptHandle"],
-                        "body": m["Body"],
-                        "attributes": m["Attributes"],
-                        "messageAttributes": {
-                            name: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
-                            for name, v in m.get("MessageAttributes", {}).items()
-                        },
-                        "md5OfBody": m["MD5OfBody"],
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:work",
-                        "awsRegion": REGION,
-                    }
-                    for m in messages
-                ]
-            }
+            event = sqs_event(
+                messages, queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:work", region=REGION
+            )
             result = processor.handler(event, LambdaContext())
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
             ran += len(messages)

@@ -124,15 +124,21 @@ def _handshake_parts(client: ClientFacts) -> dict[str, Any]:
     return parts
 
 
-def authorizer_event(api: ApiIdentity, client: ClientFacts, request_id: str) -> dict[str, Any]:
-    """The REQUEST authorizer event API Gateway sends before `$connect`."""
+def authorizer_event(
+    api: ApiIdentity, client: ClientFacts, request_id: str, *, now_ms: int | None = None
+) -> dict[str, Any]:
+    """The REQUEST authorizer event API Gateway sends before `$connect`.
+
+    ``now_ms`` (every builder takes it) stamps the event at that epoch millisecond instead of
+    the wall clock, for callers that drive the handlers with a clock of their own.
+    """
     context = _request_context(
         api,
         client,
         route_key="$connect",
         event_type="CONNECT",
         request_id=request_id,
-        now_ms=_now_ms(),
+        now_ms=_now_ms(now_ms),
     )
     return {
         "type": "REQUEST",
@@ -143,14 +149,16 @@ def authorizer_event(api: ApiIdentity, client: ClientFacts, request_id: str) -> 
     }
 
 
-def connect_event(api: ApiIdentity, client: ClientFacts, request_id: str) -> dict[str, Any]:
+def connect_event(
+    api: ApiIdentity, client: ClientFacts, request_id: str, *, now_ms: int | None = None
+) -> dict[str, Any]:
     context = _request_context(
         api,
         client,
         route_key="$connect",
         event_type="CONNECT",
         request_id=request_id,
-        now_ms=_now_ms(),
+        now_ms=_now_ms(now_ms),
     )
     return {
         **_handshake_parts(client),
@@ -160,17 +168,22 @@ def connect_event(api: ApiIdentity, client: ClientFacts, request_id: str) -> dic
 
 
 def message_event(
-    api: ApiIdentity, client: ClientFacts, *, route_key: str, body: str | bytes
+    api: ApiIdentity,
+    client: ClientFacts,
+    *,
+    route_key: str,
+    body: str | bytes,
+    now_ms: int | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """A MESSAGE event; binary frames travel base64-encoded, as API Gateway passes them."""
-    request_id = aws_style_id()
     context = _request_context(
         api,
         client,
         route_key=route_key,
         event_type="MESSAGE",
-        request_id=request_id,
-        now_ms=_now_ms(),
+        request_id=aws_style_id() if request_id is None else request_id,
+        now_ms=_now_ms(now_ms),
     )
     context["messageId"] = aws_style_id()
     if isinstance(body, bytes):
@@ -185,15 +198,21 @@ def message_event(
 
 
 def disconnect_event(
-    api: ApiIdentity, client: ClientFacts, *, status_code: int, reason: str
+    api: ApiIdentity,
+    client: ClientFacts,
+    *,
+    status_code: int,
+    reason: str,
+    now_ms: int | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     context = _request_context(
         api,
         client,
         route_key="$disconnect",
         event_type="DISCONNECT",
-        request_id=aws_style_id(),
-        now_ms=_now_ms(),
+        request_id=aws_style_id() if request_id is None else request_id,
+        now_ms=_now_ms(now_ms),
     )
     context["disconnectStatusCode"] = status_code
     context["disconnectReason"] = reason
@@ -239,5 +258,5 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _now_ms(now_ms: int | None = None) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
