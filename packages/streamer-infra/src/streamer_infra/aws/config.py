@@ -19,7 +19,6 @@ from ..build import LAMBDA_PYTHON, default_archive_path
 SERVICE = "streamer"
 # The archive is built for this Python version; the runtime must match its wheels.
 DEFAULT_RUNTIME = f"python{LAMBDA_PYTHON}"
-MAX_VISIBILITY_TIMEOUT = 43_200
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 
 import pulumi_aws as aws
 
-from .config import MAX_VISIBILITY_TIMEOUT, StackSettings
+from ..queue_rules import visibility_timeout
+from .config import StackSettings
 from .kms import StackKey
 
-# AWS's guidance for SQS-triggered functions: a message must stay invisible for several
-# function timeouts, or a batch still being retried inside Lambda is delivered a second time.
-VISIBILITY_TIMEOUT_FACTOR = 6
 RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 
@@ -23,17 +21,6 @@ class Queues:
 
     work: aws.sqs.Queue
     dead_letter: aws.sqs.Queue
-
-
-def visibility_timeout(processor_timeout: int) -> int:
-    """Six processor timeouts; refuses a processor timeout SQS cannot cover."""
-    seconds = VISIBILITY_TIMEOUT_FACTOR * processor_timeout
-    if seconds > MAX_VISIBILITY_TIMEOUT:
-        raise ValueError(
-            f"processor timeout {processor_timeout}s needs a visibility timeout of {seconds}s, "
-            f"over SQS's maximum of {MAX_VISIBILITY_TIMEOUT}s"
-        )
-    return seconds
 
 
 def create_queues(settings: StackSettings, key: StackKey, processor_timeout: int) -> Queues:

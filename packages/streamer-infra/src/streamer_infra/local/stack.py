@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from streamer_core.auth import TokenIssuer
 
+from ..queue_rules import visibility_timeout
 from .emulator import shared_emulator
 from .events import ApiIdentity
 from .gateway import Gateway
@@ -35,11 +36,6 @@ from .wiring import FunctionSpecLike, wire
 __all__ = ["LocalStack", "LocalStackConfig", "StackAlreadyRunningError"]
 
 _running = threading.Lock()
-
-# The deployment's rule (streamer_infra.aws.queues), repeated here so that starting the
-# local stack never imports the Pulumi provider.
-VISIBILITY_TIMEOUT_FACTOR = 6
-MAX_VISIBILITY_TIMEOUT = 43_200
 
 
 class StackAlreadyRunningError(RuntimeError):
@@ -226,11 +222,11 @@ class LocalStack:
         await web.SockSite(self._runner, sock, backlog=2048).start()
 
         if wiring.queue_function is not None and config.visibility_timeout is None:
-            seconds = VISIBILITY_TIMEOUT_FACTOR * int(wiring.queue_function.timeout)
+            seconds = visibility_timeout(int(wiring.queue_function.timeout))
             await asyncio.to_thread(
                 self.aws_client("sqs").set_queue_attributes,
                 QueueUrl=resources.queue_url,
-                Attributes={"VisibilityTimeout": str(min(seconds, MAX_VISIBILITY_TIMEOUT))},
+                Attributes={"VisibilityTimeout": str(seconds)},
             )
         if wiring.queue_function is not None:
             self._queue_source = QueueEventSource(
