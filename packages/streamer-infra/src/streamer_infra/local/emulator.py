@@ -15,6 +15,8 @@ import urllib.request
 
 from moto.server import ThreadedMotoServer
 
+from .moto_speedups import install_moto_speedups
+
 __all__ = ["AwsEmulator", "shared_emulator"]
 
 _lock = threading.Lock()
@@ -45,6 +47,7 @@ class AwsEmulator:
         if self._server is None:
             # werkzeug logs every request at INFO: thousands of lines per test run.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            install_moto_speedups()
             server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
             server.start()
             host, port = server.get_host_and_port()

@@ -1,0 +1,117 @@
+"""The emulator's fast path through moto's serializer changes speed, never a response."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+from streamer_infra.local.moto_speedups import install_moto_speedups, wire_form
+
+TABLE = "speedups"
+
+_text = st.text(alphabet=string.ascii_letters + string.digits + "é #/$", max_size=12)
+_number = st.integers(-(10**12), 10**12).map(str)
+_scalar = st.one_of(
+    _text.map(lambda v: {"S": v}),
+    _number.map(lambda v: {"N": v}),
+    st.booleans().map(lambda v: {"BOOL": v}),
+    st.just({"NULL": True}),
+    st.binary(max_size=8).map(lambda v: {"B": v}),
+    st.sets(_text, min_size=1, max_size=3).map(lambda v: {"SS": sorted(v)}),
+    st.sets(_number, min_size=1, max_size=3).map(lambda v: {"NS": sorted(v)}),
+    st.sets(st.binary(min_size=1, max_size=4), min_size=1, max_size=3).map(
+        lambda v: {"BS": sorted(v)}
+    ),
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
+        st.dictionaries(_text.filter(bool), inner, max_size=3).map(lambda v: {"M": v}),
+    ),
+    max_leaves=8,
+)
+_item = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), _value, min_size=1, max_size=5)
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[Any]:
+    assert install_moto_speedups()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        yield client
+
+
+def _sets_sorted(value: Any) -> Any:
+    """DynamoDB does not keep the order of set members."""
+    if isinstance(value, dict):
+        return {
+            key: sorted(inner) if key in ("SS", "NS", "BS") else _sets_sorted(inner)
+            for key, inner in value.items()
+        }
+    if isinstance(value, list):
+        return [_sets_sorted(item) for item in value]
+    return value
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(item=_item)
+def test_what_is_written_is_what_get_query_and_scan_read(
+    dynamodb: Any, item: dict[str, Any]
+) -> None:
+    written = {"pk": {"S": "key"}, **item}
+    dynamodb.put_item(TableName=TABLE, Item=written)
+    got = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "key"}}, ConsistentRead=True)
+    queried = dynamodb.query(
+        TableName=TABLE,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "key"}},
+    )
+    expected = _sets_sorted(written)
+    assert _sets_sorted(got["Item"]) == expected
+    assert [_sets_sorted(found) for found in queried["Items"]] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("value", "fast"),
+    [
+        ({"S": "x"}, True),
+        ({"N": "1"}, True),
+        ({"BOOL": False}, True),
+        ({"M": {"k": {"L": [{"S": "x"}, {"NULL": True}]}}}, True),
+        ({"SS": ["a", "b"]}, True),
+        ({"B": "eHk="}, False),
+        ({"M": {"k": {"BS": [b"x"]}}}, False),
+        ({"BOOL": "true"}, False),
+        ({"N": 1}, False),
+        ({"S": "x", "N": "1"}, False),
+        ("x", False),
+    ],
+)
+def test_only_values_the_model_walk_would_copy_unchanged_take_the_fast_path(
+    value: Any, fast: bool
+) -> None:
+    assert wire_form(value) is fast
+
+
+def test_installing_twice_patches_once() -> None:
+    from moto.core.serialize import BaseJSONSerializer
+
+    install_moto_speedups()
+    patched = BaseJSONSerializer._serialize_type_structure
+    assert install_moto_speedups()
+    assert BaseJSONSerializer._serialize_type_structure is patched
