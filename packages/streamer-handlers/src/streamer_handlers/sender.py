@@ -46,10 +46,44 @@ class Sender(Protocol):
         ...
 
 
-class _Outcome(Enum):
+class Outcome(Enum):
+    """What one connection's delivery came to."""
+
     DELIVERED = "delivered"
     GONE = "gone"
     FAILED = "failed"
+
+
+def settle(
+    connection_ids: Sequence[str],
+    outcomes: Sequence[Outcome],
+    on_gone: Callable[[str], None] | None,
+) -> DeliveryReport:
+    """Prune the connections that are gone and report every outcome.
+
+    Shared by every :class:`Sender`, whatever carries the frames, so a 410 means the same
+    cleanup and the same metric everywhere. A failing prune is logged, never raised: the
+    frame reached everyone else.
+    """
+    grouped: dict[Outcome, list[str]] = {o: [] for o in Outcome}
+    for connection_id, outcome in zip(connection_ids, outcomes, strict=True):
+        grouped[outcome].append(connection_id)
+    gone = grouped[Outcome.GONE]
+    if gone:
+        count(STALE_CONNECTIONS_PRUNED, len(gone))
+        if on_gone is not None:
+            for connection_id in gone:
+                try:
+                    on_gone(connection_id)
+                except Exception:
+                    logger.exception(
+                        "pruning a gone connection failed", extra={"connection_id": connection_id}
+                    )
+    return DeliveryReport(
+        delivered=tuple(grouped[Outcome.DELIVERED]),
+        gone=tuple(gone),
+        failed=tuple(grouped[Outcome.FAILED]),
+    )
 
 
 def _error_code(error: Exception) -> tuple[str, int]:
@@ -66,7 +100,7 @@ class ManagementSender:
 
     ``endpoint_url`` is ``https://{domain}/{stage}`` from configuration, never derived from
     the event: behind a custom domain the event's domain is not the management endpoint.
-    ``on_gone`` is called once per connection that answered 410, from a worker thread.
+    ``on_gone`` is called once per connection that answered 410, once the batch is sent.
     """
 
     def __init__(
@@ -137,27 +171,17 @@ class ManagementSender:
             outcomes = [self._send_one(client, ids[0], payload)]
         else:
             outcomes = list(self._executor().map(lambda c: self._send_one(client, c, payload), ids))
-        grouped: dict[_Outcome, list[str]] = {o: [] for o in _Outcome}
-        for connection_id, outcome in zip(ids, outcomes, strict=True):
-            grouped[outcome].append(connection_id)
-        if grouped[_Outcome.GONE]:
-            count(STALE_CONNECTIONS_PRUNED, len(grouped[_Outcome.GONE]))
-        return DeliveryReport(
-            delivered=tuple(grouped[_Outcome.DELIVERED]),
-            gone=tuple(grouped[_Outcome.GONE]),
-            failed=tuple(grouped[_Outcome.FAILED]),
-        )
+        return settle(ids, outcomes, self._on_gone)
 
-    def _send_one(self, client: Any, connection_id: str, payload: bytes) -> _Outcome:
+    def _send_one(self, client: Any, connection_id: str, payload: bytes) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 client.post_to_connection(ConnectionId=connection_id, Data=payload)
-                return _Outcome.DELIVERED
+                return Outcome.DELIVERED
             except Exception as error:
                 code, status = _error_code(error)
                 if code in _GONE_CODES or status == 410:
-                    self._prune(connection_id)
-                    return _Outcome.GONE
+                    return Outcome.GONE
                 if code in _FINAL_CODES or attempt == self._max_attempts:
                     logger.warning(
                         "delivery failed",
@@ -166,23 +190,13 @@ class ManagementSender:
                             "code": code or type(error).__name__,
                         },
                     )
-                    return _Outcome.FAILED
+                    return Outcome.FAILED
                 self._sleep(
                     full_jitter_delay(
                         attempt, base=self._base_delay, cap=self._max_delay, jitter=self._jitter
                     )
                 )
-        return _Outcome.FAILED
-
-    def _prune(self, connection_id: str) -> None:
-        if self._on_gone is None:
-            return
-        try:
-            self._on_gone(connection_id)
-        except Exception:
-            logger.exception(
-                "pruning a gone connection failed", extra={"connection_id": connection_id}
-            )
+        return Outcome.FAILED
 
 
 class ConnectionPruner:

@@ -17,12 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from streamer_core.auth import TokenIssuer
 
 from ..queue_rules import visibility_timeout
+from .affinity import pin_to_one_cpu
 from .emulator import shared_emulator
 from .events import ApiIdentity
 from .gateway import Gateway
@@ -71,6 +72,13 @@ class LocalStackConfig:
     function_concurrency: int = 64
     functions: Sequence[FunctionSpecLike] | None = None
     """None deploys `streamer_handlers.routes.function_specs()` for the configured app."""
+    pin_cpu: bool = False
+    """Keep every thread of this process on one CPU (`affinity`): `streamer dev` does, a
+    library caller (a test run, say) keeps the process as it found it."""
+    management: Literal["direct", "http"] = "direct"
+    """How the handlers reach clients: "direct" hands each batch of frames to the gateway
+    in-process (`direct_sender`); "http" sends every frame through boto3's management-API
+    client and the gateway's HTTP endpoint, one call per connection, as on AWS."""
 
 
 class LocalStack:
@@ -172,6 +180,8 @@ class LocalStack:
 
     async def _start(self) -> None:
         config = self.config
+        if config.pin_cpu:
+            pin_to_one_cpu()
         emulator = await asyncio.to_thread(shared_emulator)
         await asyncio.to_thread(emulator.reset)
         self._endpoint_url = emulator.endpoint_url
@@ -220,6 +230,8 @@ class LocalStack:
         await self._runner.setup()
         # A burst of a thousand simultaneous connects must not overflow the accept queue.
         await web.SockSite(self._runner, sock, backlog=2048).start()
+        if config.management == "direct":
+            _use_direct_sender(self._gateway, asyncio.get_running_loop())
 
         if wiring.queue_function is not None and config.visibility_timeout is None:
             seconds = visibility_timeout(int(wiring.queue_function.timeout))
@@ -341,6 +353,20 @@ def _handler_specs(app: str | None) -> Sequence[FunctionSpecLike]:
     application = importlib.import_module("streamer_handlers.app").load_app(app)
     specs = routes.function_specs(application)
     return specs
+
+
+def _use_direct_sender(gateway: Gateway, loop: asyncio.AbstractEventLoop) -> None:
+    """Give the handlers' runtime a sender that writes to `gateway`'s sockets directly."""
+    from streamer_handlers.runtime import Runtime, get_runtime, set_runtime
+    from streamer_handlers.sender import ConnectionPruner
+
+    from .direct_sender import GatewaySender
+
+    def prune(connection_id: str) -> None:
+        # The runtime in force when the 410 happens, with the storage it has then.
+        ConnectionPruner(get_runtime().storage)(connection_id)
+
+    set_runtime(Runtime(sender=GatewaySender(gateway, loop, on_gone=prune)))
 
 
 def _reset_handler_caches() -> None:
