@@ -12,7 +12,7 @@ import pytest
 from streamer_core.storage import Storage
 from streamer_handlers import Runtime, set_runtime
 from streamer_handlers.functions import router
-from streamer_handlers.rate_limit import RateBudget, budget_for, default_chunk
+from streamer_handlers.rate_limit import RateBudget, budget_for, default_chunk, largest_chunk
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -295,6 +295,66 @@ def test_threads_in_one_container_share_its_reservations() -> None:
         worker.join()
     # Concurrent reservations add up instead of replacing each other: nothing is lost.
     assert allowed.count(True) == limit
+
+
+def _wants(limit: int, messages: int, chunk: int | None = None) -> list[int]:
+    """What one container asks the table for while one connection sends ``messages``."""
+    reserver = FakeReserver()
+    reserver.known.add("a")
+    asked: list[int] = []
+    reserve = reserver.reserve_rate
+
+    def recording(connection_id: str, **kwargs: Any) -> int:
+        asked.append(kwargs["want"])
+        return reserve(connection_id, **kwargs)
+
+    reserver.reserve_rate = recording  # type: ignore[method-assign]
+    budget = RateBudget(reserver)
+    for _ in range(messages):
+        assert budget.take("a", limit=limit, window_seconds=60, now=5.0, chunk=chunk)
+    return asked
+
+
+def test_a_busy_connection_reserves_ever_larger_chunks_up_to_a_tenth_of_the_limit() -> None:
+    asked = _wants(10_000, 1_000)
+    assert asked == [10, 20, 40, 80, 160, 320, 640]
+    assert max(_wants(1_000, 1_000)) == largest_chunk(1_000) == 100
+
+
+def test_the_chunk_does_not_grow_under_a_small_limit_or_an_explicit_chunk() -> None:
+    assert set(_wants(100, 100)) == {10}
+    assert set(_wants(10**9, 100, chunk=10)) == {10}
+
+
+def test_a_container_never_holds_more_unspent_than_it_already_spent_plus_one_chunk() -> None:
+    limit = 10**6
+    reserver = FakeReserver()
+    reserver.known.add("a")
+    budget = RateBudget(reserver)
+    for spent in range(1, 5_000):
+        assert budget.take("a", limit=limit, window_seconds=60, now=5.0)
+        unspent = reserver.taken["a"] - spent
+        assert unspent <= spent + default_chunk(limit)
+
+
+def test_a_new_window_starts_again_from_the_default_chunk() -> None:
+    reserver = FakeReserver()
+    reserver.known.add("a")
+    asked: list[int] = []
+    reserve = reserver.reserve_rate
+
+    def recording(connection_id: str, **kwargs: Any) -> int:
+        asked.append(kwargs["want"])
+        if kwargs["expect_new_window"]:
+            reserver.taken.pop(connection_id, None)
+        return reserve(connection_id, **kwargs)
+
+    reserver.reserve_rate = recording  # type: ignore[method-assign]
+    budget = RateBudget(reserver)
+    for _ in range(100):
+        budget.take("a", limit=10**6, window_seconds=60, now=5.0)
+    budget.take("a", limit=10**6, window_seconds=60, now=65.0)
+    assert asked[-1] == default_chunk(10**6)
 
 
 @pytest.mark.parametrize(
