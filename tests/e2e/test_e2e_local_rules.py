@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
 from streamer_infra.local.authorizer import decide
-from streamer_infra.local.invoker import Invocation
+from streamer_infra.local.invoker import Invocation, Invoker, LocalFunction
 from streamer_infra.local.sqs import sqs_event, succeeded_receipts
 from streamer_infra.local.threads import DaemonPool
 
@@ -110,3 +116,77 @@ def test_daemon_pool_bounds_its_threads_and_reports_errors() -> None:
     pool.shutdown()
     with pytest.raises(RuntimeError):
         pool.submit(work, 99)
+
+
+def _function(handler: Any, *, timeout: float, concurrency: int = 1) -> LocalFunction:
+    return LocalFunction("rules", handler, timeout=timeout, concurrency=concurrency)
+
+
+async def test_an_invocation_past_its_timeout_is_reported_as_lambda_does() -> None:
+    invoker = Invoker(function_prefix="rules")
+    release = threading.Event()
+    try:
+        slow = _function(lambda event, context: release.wait(10), timeout=0.2)
+        outcome = await invoker.invoke(slow, {})
+        assert outcome.error_type == "Sandbox.Timedout"
+        assert outcome.error_message == "Task timed out after 0.20 seconds"
+    finally:
+        release.set()
+        invoker.shutdown()
+
+
+async def test_waiting_for_a_free_worker_is_not_charged_to_the_timeout() -> None:
+    invoker = Invoker(function_prefix="rules")
+    try:
+        # One worker: the second invocation waits 0.3 s for the first, longer than its
+        # 0.25 s timeout, then runs for 0.1 s of it.
+        busy = _function(
+            lambda event, context: time.sleep(0.1 if event["n"] else 0.3) or 1, timeout=0.25
+        )
+        first, second = await asyncio.gather(
+            invoker.invoke(busy, {"n": 0}), invoker.invoke(busy, {"n": 1})
+        )
+        assert first.error_type == "Sandbox.Timedout"
+        assert (second.ok, second.result) == (True, 1)
+    finally:
+        invoker.shutdown()
+
+
+async def test_a_handler_that_exits_fails_its_invocation_only() -> None:
+    invoker = Invoker(function_prefix="rules")
+    try:
+        exiting = _function(lambda event, context: sys.exit(3), timeout=5)
+        outcome = await invoker.invoke(exiting, {})
+        assert outcome.error_type == "SystemExit"
+        fine = _function(lambda event, context: {"ok": event}, timeout=5)
+        assert (await invoker.invoke(fine, {"a": 1})).result == {"ok": {"a": 1}}
+    finally:
+        invoker.shutdown()
+
+
+def test_pinning_puts_every_thread_of_the_process_on_one_cpu() -> None:
+    if len(getattr(os, "sched_getaffinity", lambda _pid: ())(0)) < 2:
+        pytest.skip("needs a Linux machine with two CPUs or more")
+    # In a child process: affinity is inherited, and this test run must keep its CPUs.
+    script = (
+        "import os, threading\n"
+        "from streamer_infra.local.affinity import pin_to_one_cpu\n"
+        "started = threading.Event(); stop = threading.Event()\n"
+        "before = threading.Thread(target=lambda: (started.set(), stop.wait(5)))\n"
+        "before.start(); started.wait(5)\n"
+        "cpu = pin_to_one_cpu()\n"
+        "after = []\n"
+        "t = threading.Thread(target=lambda: after.append(os.sched_getaffinity(0)))\n"
+        "t.start(); t.join()\n"
+        "tids = [int(n) for n in os.listdir('/proc/self/task')]\n"
+        "masks = {frozenset(os.sched_getaffinity(tid)) for tid in tids}\n"
+        "stop.set(); before.join()\n"
+        "import json; print(json.dumps([cpu, sorted(map(sorted, masks)), sorted(after[0])]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    cpu, masks, later = json.loads(done.stdout)
+    assert isinstance(cpu, int)
+    assert masks == [[cpu]]  # threads started before the call as well as the main one
+    assert later == [cpu]  # and threads started after it

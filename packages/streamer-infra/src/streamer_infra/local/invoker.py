@@ -10,8 +10,10 @@ invocation error, logged once, that never reaches the gateway's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -93,29 +95,25 @@ class Invoker:
         )
         payload = json.dumps(event)
         loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
+        result: asyncio.Future[Invocation] = loop.create_future()
+        run = _Run()
 
-        def mark_started() -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_settle, started)
+        def finish(invocation: Invocation) -> None:
+            # The one wake-up of the loop per invocation: when its outcome is known.
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, result, invocation)
 
         try:
-            future = self._pool(function).submit(
-                _run, function.handler, payload, context, frozenset(expected_errors), mark_started
+            self._pool(function).submit(
+                _run, function.handler, payload, context, frozenset(expected_errors), run, finish
             )
         except RuntimeError as exc:
             return Invocation(context.aws_request_id, None, "ServiceUnavailable", str(exc))
-        outcome = asyncio.wrap_future(future)
-        # Waiting for a free worker is not charged to the invocation: Lambda's timeout
-        # starts with the handler, so only the run itself is bounded below.
-        first: set[asyncio.Future[Any]] = {started, outcome}
-        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        watch = _Watch(loop, result, run, function.timeout, context)
         try:
-            return await asyncio.wait_for(outcome, function.timeout)
-        except TimeoutError:
-            message = f"Task timed out after {function.timeout:.2f} seconds"
-            logger.error("%s %s: %s", context.function_name, context.aws_request_id, message)
-            return Invocation(context.aws_request_id, None, "Sandbox.Timedout", message)
+            return await result
+        finally:
+            watch.cancel()
 
     def shutdown(self) -> None:
         """Stop accepting work; invocations still running finish in their threads."""
@@ -124,9 +122,62 @@ class Invoker:
         self._pools.clear()
 
 
-def _settle(started: asyncio.Future[None]) -> None:
-    if not started.done():
-        started.set_result(None)
+class _Run:
+    """When the invocation's handler started, written by its worker thread."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+
+class _Watch:
+    """Lambda's timeout, checked by a timer on the loop rather than signalled by the worker.
+
+    Waiting for a free worker is not charged to the invocation (Lambda's clock starts with
+    the handler), so a timer that fires before the handler started, or before its time is
+    up, sets itself again for what is left. Reading the start time the worker wrote costs
+    the worker nothing, where telling the loop "started" would wake it in the middle of
+    every invocation.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        result: asyncio.Future[Invocation],
+        run: _Run,
+        timeout: float,
+        context: LambdaContext,
+    ) -> None:
+        self._loop = loop
+        self._result = result
+        self._run = run
+        self._timeout = timeout
+        self._context = context
+        self._handle = loop.call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        if self._result.done():
+            return
+        started = self._run.started
+        left = self._timeout if started is None else started + self._timeout - time.monotonic()
+        if left > 0:
+            self._handle = self._loop.call_later(left, self._check)
+            return
+        message = f"Task timed out after {self._timeout:.2f} seconds"
+        context = self._context
+        logger.error("%s %s: %s", context.function_name, context.aws_request_id, message)
+        self._result.set_result(
+            Invocation(context.aws_request_id, None, "Sandbox.Timedout", message)
+        )
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+def _settle(result: asyncio.Future[Invocation], invocation: Invocation) -> None:
+    if not result.done():
+        result.set_result(invocation)
 
 
 def _run(
@@ -134,14 +185,21 @@ def _run(
     payload: str,
     context: LambdaContext,
     expected: frozenset[str],
-    on_start: Callable[[], None],
-) -> Invocation:
+    run: _Run,
+    finish: Callable[[Invocation], None],
+) -> None:
+    run.started = time.monotonic()
     context.start_clock()
-    on_start()
+    finish(_outcome(handler, payload, context, expected))
+
+
+def _outcome(
+    handler: Handler, payload: str, context: LambdaContext, expected: frozenset[str]
+) -> Invocation:
     request_id = context.aws_request_id
     try:
         result = handler(json.loads(payload), context)
-    except Exception as exc:
+    except BaseException as exc:  # a handler's sys.exit() ends its invocation, not a worker
         message = str(exc)
         if message in expected:
             logger.info("%s %s: %s", context.function_name, request_id, message)
