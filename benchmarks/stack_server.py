@@ -91,6 +91,7 @@ async def main(options: dict[str, Any]) -> None:
                 "STREAMER_DEMO_DELAY": str(options.get("demo_delay", 0.0)),
             },
             functions=_functions(options),
+            pin_cpu=True,  # as `streamer dev` does
         )
         async with LocalStack(config) as stack:
             stack_box.append(stack)

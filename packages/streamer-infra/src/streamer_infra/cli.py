@@ -63,6 +63,12 @@ def _build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--jwt-public-key", type=Path, default=None, metavar="PEM_FILE")
     dev.add_argument("--jwt-private-key", type=Path, default=None, metavar="PEM_FILE")
     dev.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    dev.add_argument(
+        "--no-pin-cpu",
+        dest="pin_cpu",
+        action="store_false",
+        help="let the kernel spread the stack's threads over every CPU (default: one CPU)",
+    )
 
     token = commands.add_parser("token", help="mint a token the local stack accepts")
     token.add_argument("--sub", required=True, help="user id")
@@ -146,6 +152,7 @@ def _dev_config(args: argparse.Namespace) -> LocalStackConfig:
         keys=keys,
         jwt_issuer=issuer,
         state_dir=args.state_dir,
+        pin_cpu=args.pin_cpu,
     )
 
 
