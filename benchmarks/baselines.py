@@ -45,7 +45,9 @@ async def main() -> None:
 
     @contextlib.asynccontextmanager
     async def start() -> AsyncIterator[dict[str, Any]]:
-        async with serve(_echo, "127.0.0.1", 0) as server:
+        # No permessage-deflate, like the local gateway (API Gateway offers none): both
+        # sides then do the same protocol work per message.
+        async with serve(_echo, "127.0.0.1", 0, compression=None) as server:
             server_box.append(server)
             port = server.sockets[0].getsockname()[1]
             yield {"ws_url": f"ws://127.0.0.1:{port}/"}

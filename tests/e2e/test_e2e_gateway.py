@@ -283,3 +283,14 @@ async def test_queue_retries_failed_records_and_redrives_poison_to_the_dlq(
     with _lock:
         assert sorted(PROCESSED).count("a") == 1
         assert "c" not in PROCESSED
+
+
+async def test_no_websocket_extension_is_negotiated_as_on_api_gateway(
+    fake_stack: LocalStack,
+) -> None:
+    # websockets offers permessage-deflate by default; API Gateway never accepts it.
+    async with connect(fake_stack.ws_url) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        await ws.send(json.dumps({"action": "echo"}))
+        assert json.loads(await receive_text(ws))["route"] == "echo"

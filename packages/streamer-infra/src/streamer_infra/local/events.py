@@ -9,6 +9,7 @@ the same type and format.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import time
 import uuid
@@ -78,6 +79,12 @@ def _single_and_multi(
     return single, multi
 
 
+@functools.lru_cache(maxsize=4)
+def _request_time(epoch_seconds: int) -> str:
+    """CLF time of one second: formatted once for every message within that second."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
 def _request_context(
     api: ApiIdentity,
     client: ClientFacts,
@@ -90,7 +97,7 @@ def _request_context(
     identity: dict[str, Any] = {"sourceIp": client.source_ip}
     if client.user_agent is not None:
         identity["userAgent"] = client.user_agent
-    request_time = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    request_time = _request_time(now_ms // 1000)
     return {
         "routeKey": route_key,
         "eventType": event_type,

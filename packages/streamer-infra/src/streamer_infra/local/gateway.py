@@ -227,6 +227,9 @@ class Gateway:
             return refusal
         ws = web.WebSocketResponse(
             protocols=protocols,
+            # API Gateway negotiates no extension: a client that works here without
+            # permessage-deflate is the one that will meet AWS.
+            compress=False,
             max_msg_size=self.limits.max_message_bytes * 8,
             autoping=True,
             timeout=5.0,
