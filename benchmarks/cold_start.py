@@ -7,9 +7,10 @@ after interpreter start-up, so the figure is what the handler code adds. The flo
 1.3x that floor for connect and router, which clients wait on.
 
 The children talk to a moto server over loopback; the first invocation therefore includes one
-or two real HTTP round trips to DynamoDB (and, for connect, fetching the signing key from
-Secrets Manager), as on AWS. Before its clock starts a child imports
-nothing but `time`, and receives its event as a Python literal, so no library is pre-loaded.
+or two real HTTP round trips to DynamoDB, as on AWS. Their environment holds the key variables
+the deployment gives the functions: the public key inline and its Secrets Manager ARN. Before
+its clock starts a child imports nothing but `time`, and receives its event as a Python
+literal, so no library is pre-loaded.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ class _Fixtures:
 
     def __init__(self, endpoint: str, env: dict[str, str]) -> None:
         private_pem, public_pem = generate_key_pair("RS256")
-        # As deployed on AWS: the verifier reads its key from Secrets Manager on first use.
+        # As deployed on AWS (streamer_infra.aws.functions.base_environment): the public key
+        # is given inline and its secret's ARN is given too, for deployments that turn the
+        # inline key off (the verifier then reads the secret on first use).
+        self.public_pem = public_pem
         self.key_secret = aws.client("secretsmanager", endpoint).create_secret(
             Name="streamer/bench/jwt-public-key", SecretString=public_pem
         )["ARN"]
@@ -216,6 +220,7 @@ def run(config: RunConfig) -> list[Result]:
                 **resources,
                 "STREAMER_MANAGEMENT_ENDPOINT": sink,
                 "STREAMER_JWT_PUBLIC_KEY_SECRET": fixtures.key_secret,
+                "STREAMER_JWT_PUBLIC_KEY": fixtures.public_pem,
             }
         )
         for probe in fixtures.probes(present):

@@ -63,6 +63,7 @@ CUSTOM_CONFIG = {
     "streamer:authFailuresThreshold": "7",
     "streamer:logRetentionDays": "14",
     "streamer:jwtPrivateKey": None,
+    "streamer:jwtPublicKeyInEnvironment": "false",
 }
 
 

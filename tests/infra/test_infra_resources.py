@@ -8,7 +8,7 @@ import math
 
 import pulumi_aws
 import pytest
-from infra_harness import ENVIRONMENTS, Deployment
+from infra_harness import ENVIRONMENTS, PUBLIC_KEY, Deployment
 from streamer_core.storage import TABLES
 from streamer_handlers.routes import function_specs, metric_dimensions
 
@@ -188,6 +188,28 @@ def test_function_environment_points_at_this_stacks_resources(deployment: Deploy
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Streamer"
         assert variables["POWERTOOLS_SERVICE_NAME"] == f"streamer-{env}"
         assert not any("PRIVATE" in name for name in variables)
+
+
+def test_functions_get_the_public_key_inline_and_keep_the_secret(deployment: Deployment) -> None:
+    # Inline so a cold $connect needs no Secrets Manager client or round trip; the secret's
+    # ARN stays for deployments that turn the inline key off.
+    for function in deployment.of_type(FUNCTION):
+        variables = function.inputs["environment"]["variables"]
+        assert variables["STREAMER_JWT_PUBLIC_KEY"] == PUBLIC_KEY
+        assert (
+            variables["STREAMER_JWT_PUBLIC_KEY_SECRET"]
+            == deployment.outputs["jwtPublicKeySecretArn"]
+        )
+
+
+def test_the_inline_public_key_can_be_turned_off(customized: Deployment) -> None:
+    for function in customized.of_type(FUNCTION):
+        variables = function.inputs["environment"]["variables"]
+        assert "STREAMER_JWT_PUBLIC_KEY" not in variables
+        assert (
+            variables["STREAMER_JWT_PUBLIC_KEY_SECRET"]
+            == customized.outputs["jwtPublicKeySecretArn"]
+        )
 
 
 def test_processor_is_fed_by_the_work_queue_with_partial_batch_responses(

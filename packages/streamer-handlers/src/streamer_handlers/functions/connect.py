@@ -32,7 +32,7 @@ from ..observability import (
     start_invocation,
     subsegment,
 )
-from ..runtime import Runtime, get_runtime
+from ..runtime import Runtime, cold_start, get_runtime
 
 MISSING_TOKEN = "missing_token"
 
@@ -144,10 +144,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     started = time.perf_counter()
     try:
-        runtime = get_runtime()
-        if is_authorizer_event(event):
-            return authorize(runtime, event)
-        return connect(runtime, event)
+        with cold_start():
+            runtime = get_runtime()
+            if is_authorizer_event(event):
+                return authorize(runtime, event)
+            return connect(runtime, event)
     finally:
         logger.debug("connect done", extra={"ms": (time.perf_counter() - started) * 1000})
         flush_metrics()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..observability import CONNECTIONS_CLOSED, count, flush_metrics, logger, start_invocation
-from ..runtime import get_runtime
+from ..runtime import cold_start, get_runtime
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -22,22 +22,23 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         connection_id=connection_id,
     )
     try:
-        if not connection_id:
-            logger.warning("disconnect event without a connection id")
+        with cold_start():
+            if not connection_id:
+                logger.warning("disconnect event without a connection id")
+                return {"statusCode": 200}
+            storage = get_runtime().storage
+            removed = storage.subscriptions.remove_connection(connection_id)
+            previous = storage.connections.delete(connection_id)
+            if previous is not None:
+                count(CONNECTIONS_CLOSED)
+            logger.info(
+                "connection closed",
+                extra={
+                    "subscriptions_removed": removed,
+                    "status_code": request_context.get("disconnectStatusCode"),
+                    "reason": request_context.get("disconnectReason"),
+                },
+            )
             return {"statusCode": 200}
-        storage = get_runtime().storage
-        removed = storage.subscriptions.remove_connection(connection_id)
-        previous = storage.connections.delete(connection_id)
-        if previous is not None:
-            count(CONNECTIONS_CLOSED)
-        logger.info(
-            "connection closed",
-            extra={
-                "subscriptions_removed": removed,
-                "status_code": request_context.get("disconnectStatusCode"),
-                "reason": request_context.get("disconnectReason"),
-            },
-        )
-        return {"statusCode": 200}
     finally:
         flush_metrics()

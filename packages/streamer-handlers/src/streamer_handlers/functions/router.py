@@ -22,7 +22,7 @@ from ..observability import (
     start_invocation,
 )
 from ..replies import error_frame, internal_error
-from ..runtime import get_runtime
+from ..runtime import cold_start, get_runtime
 
 
 def _encode_reply(frame: BaseModel) -> tuple[str, bool]:
@@ -55,7 +55,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     try:
         try:
-            frame = route_message(get_runtime(), event, context)
+            with cold_start():
+                frame = route_message(get_runtime(), event, context)
         except Exception:
             logger.exception("message could not be routed")
             frame = internal_error()

@@ -103,6 +103,11 @@ class StackSettings:
     rate_limit: int | None
     jwt_public_key: pulumi.Output[str]
     jwt_private_key: pulumi.Output[str] | None
+    jwt_public_key_in_environment: bool = True
+    """Also hand the public key to the functions as STREAMER_JWT_PUBLIC_KEY (it is not a
+    secret), so a cold ``$connect`` verifies without a Secrets Manager client and round trip.
+    Off (``streamer:jwtPublicKeyInEnvironment false``): the functions read the secret, and a
+    key rotated in Secrets Manager outside Pulumi is picked up within five minutes."""
 
     @property
     def tags(self) -> dict[str, str]:
@@ -183,4 +188,5 @@ def load_settings() -> StackSettings:
         rate_limit=rate_limit,
         jwt_public_key=config.require_secret("jwtPublicKey"),
         jwt_private_key=private_key,
+        jwt_public_key_in_environment=config.get_bool("jwtPublicKeyInEnvironment") is not False,
     )

@@ -55,7 +55,10 @@ def base_environment(
     processor_timeout: int,
 ) -> dict[str, pulumi.Input[str]]:
     """The variables `streamer_handlers.Settings.from_env()` reads, identical for every
-    function so any of them can serve any route the metadata gives it."""
+    function so any of them can serve any route the metadata gives it.
+
+    The secret's ARN is always there: Secrets Manager stays the key's home, and the source the
+    functions read when the key is not given inline (`jwtPublicKeyInEnvironment` false)."""
     variables: dict[str, pulumi.Input[str]] = {
         "STREAMER_ENV": settings.environment,
         "STREAMER_QUEUE_URL": queue_url,
@@ -78,6 +81,12 @@ def base_environment(
         "STREAMER_RATE_LIMIT": str(settings.rate_limit) if settings.rate_limit else None,
     }
     variables.update({k: v for k, v in optional.items() if v is not None})
+    if settings.jwt_public_key_in_environment:
+        # The same value the secret holds (both come from `jwtPublicKey`); the handlers prefer
+        # it to the secret. It is a public key: unsecret, or Pulumi would mark the whole
+        # environment secret and previews would hide every variable. Lambda still encrypts
+        # the variables at rest with the stack key (`kms_key_arn`).
+        variables["STREAMER_JWT_PUBLIC_KEY"] = pulumi.Output.unsecret(settings.jwt_public_key)
     return variables
 
 
