@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from streamer_core.ids import new_request_id
+from streamer_core.limits import MAX_FRAME_BYTES, MAX_NESTING_DEPTH, RequestStatus
 
 __all__ = [
     "ACTION_PATTERN",
@@ -65,10 +66,6 @@ __all__ = [
     "parse_server_frame",
 ]
 
-# API Gateway refuses WebSocket messages above 128 KB; enforcing the same limit
-# everywhere means what works locally also works on AWS.
-MAX_FRAME_BYTES: Final = 128 * 1024
-MAX_NESTING_DEPTH: Final = 32
 BUILTIN_ACTIONS: Final = frozenset({"ping", "subscribe", "unsubscribe", "status", "cancel"})
 ACTION_PATTERN: Final = r"^[a-z][a-z0-9_.-]{0,63}$"
 ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -85,14 +82,6 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     TIMEOUT = "TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
-    CANCELLED = "CANCELLED"
-
-
-class RequestStatus(StrEnum):
-    QUEUED = "QUEUED"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
     CANCELLED = "CANCELLED"
 
 

@@ -14,14 +14,18 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamer_core.backoff import full_jitter_delay
 
 from .observability import STALE_CONNECTIONS_PRUNED, count, logger
+
+if TYPE_CHECKING:
+    # Loaded with the first fan-out: `$connect` imports this module (through `publish`)
+    # but never sends.
+    from concurrent.futures import ThreadPoolExecutor
 
 _GONE_CODES = frozenset({"GoneException"})
 _FINAL_CODES = frozenset(
@@ -155,6 +159,8 @@ class ManagementSender:
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._pool = ThreadPoolExecutor(
                     max_workers=self._max_workers, thread_name_prefix="streamer-send"
                 )

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from streamer_core.protocol import MAX_FRAME_BYTES
+from streamer_core.limits import MAX_FRAME_BYTES
 from streamer_core.storage.errors import ItemTooLargeError
 
 # One JSON value must fit in one WebSocket frame to ever reach a client. With at most three

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from streamer_core.protocol import ErrorInfo, ProgressState, RequestSnapshot, RequestStatus
+from streamer_core.limits import RequestStatus
 from streamer_core.storage.codec import compose_key
+
+if TYPE_CHECKING:
+    # Models of the protocol: loaded only by code that reads or writes a request.
+    from streamer_core.protocol import ErrorInfo, ProgressState, RequestSnapshot
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class RequestRecord:
     metadata: dict[str, str]
 
     def snapshot(self) -> RequestSnapshot:
+        from streamer_core.protocol import RequestSnapshot
+
         return RequestSnapshot(
             request_id=self.key.request_id,
             action=self.action,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from streamer_core.protocol import ErrorInfo, ProgressState, RequestStatus
+from streamer_core.limits import RequestStatus
 from streamer_core.storage.clock import Clock, epoch_ms, is_live
 from streamer_core.storage.codec import (
     MAX_JSON_VALUE_BYTES,
@@ -25,6 +25,10 @@ from streamer_core.storage.codec import (
     serialize_item,
 )
 from streamer_core.storage.conditions import rejected_item
+
+if TYPE_CHECKING:
+    from streamer_core.protocol import ErrorInfo, ProgressState
+
 from streamer_core.storage.errors import (
     ConflictError,
     IllegalTransitionError,
@@ -38,6 +42,8 @@ _NAMES = {"#status": "status"}
 
 
 def _to_record(item: Mapping[str, Any]) -> RequestRecord:
+    from streamer_core.protocol import ErrorInfo, ProgressState
+
     progress = item.get("progress")
     error = item.get("error")
     lease_until = item.get("lease_until")
