@@ -30,6 +30,8 @@ _BACKOFF_BASE_SECONDS = 0.05
 # Page size for reads that want everything: large pages mean few round trips per fan-out.
 FULL_READ_PAGE_SIZE = 1000
 _BACKOFF_CAP_SECONDS = 2.0
+# What a subscriber lookup reads of each subscription: who, and whether it is still live.
+_SUBSCRIBER_ATTRIBUTES = ("connection_id", "expires_at")
 
 
 class SubscriptionStore:
@@ -109,6 +111,7 @@ class SubscriptionStore:
             next_token=next_token,
             keep=self._live,
             convert=_connection_id,
+            attributes=_SUBSCRIBER_ATTRIBUTES,
         )
 
     def all_subscribers(self, tenant_id: str, topic: str) -> list[str]:
@@ -121,6 +124,7 @@ class SubscriptionStore:
             keep=self._live,
             convert=_connection_id,
             page_size=FULL_READ_PAGE_SIZE,
+            attributes=_SUBSCRIBER_ATTRIBUTES,
         )
 
     def topics_of(self, connection_id: str) -> list[str]:
