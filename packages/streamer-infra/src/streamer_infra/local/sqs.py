@@ -99,7 +99,7 @@ class QueueEventSource:
         invoker: Invoker,
         batch_size: int = 10,
         max_concurrency: int = 4,
-        wait_seconds: int = 1,
+        wait_seconds: int = 20,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -113,8 +113,11 @@ class QueueEventSource:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._receiving: set[asyncio.Task[Any]] = set()
-        # Receives block for up to `wait_seconds`: their own threads keep them off the
-        # pool the functions run on.
+        # Receives block for up to `wait_seconds` (20, SQS's longest poll, as Lambda's
+        # event source mapping polls): an idle poller then makes one request every 20 s
+        # rather than one a second, each of which would take the GIL from the gateway.
+        # moto wakes a waiting receive when a message arrives or becomes visible again.
+        # Their own threads keep them off the pool the functions run on.
         self._pool = DaemonPool(max_concurrency, "sqs-poll")
 
     def start(self) -> None:
