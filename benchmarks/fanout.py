@@ -1,8 +1,9 @@
 """Fan-out: one published event until every subscriber has it, against a plain broadcast.
 
 Streamer's path is the server-side `publish()`: query the topic's subscribers in DynamoDB (moto),
-then one management-API POST per connection to the local gateway, which writes the frame to the
-socket. The plain baseline is `websockets.broadcast` to as many open connections, the least a
+then the whole batch handed to the local gateway's loop, which writes the frame to every socket
+(`streamer dev`'s default transport; on AWS it is one management-API POST per connection).
+The plain baseline is `websockets.broadcast` to as many open connections, the least a
 single-process server can do. The clock starts in the server process just before the publish
 call (or the broadcast) and stops when the last client has the frame; both read the system-wide
 CLOCK_MONOTONIC. All subscribers are clients of one separate process, identical for both sides.
