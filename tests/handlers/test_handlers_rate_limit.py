@@ -49,6 +49,9 @@ class FakeReserver:
         self.taken: dict[str, int] = {}
         self.known: set[str] = set()
         self.calls = 0
+        self.asked: list[int] = []
+        self.new_window_resets = False
+        """Let a reservation that expects a new window start the count again."""
         self._lock = threading.Lock()
 
     def reserve_rate(
@@ -62,6 +65,9 @@ class FakeReserver:
     ) -> int:
         with self._lock:
             self.calls += 1
+            self.asked.append(want)
+            if self.new_window_resets and expect_new_window:
+                self.taken.pop(connection_id, None)
             if connection_id not in self.known:
                 return 0
             granted = max(0, min(want, limit - self.taken.get(connection_id, 0)))
@@ -301,18 +307,10 @@ def _wants(limit: int, messages: int, chunk: int | None = None) -> list[int]:
     """What one container asks the table for while one connection sends ``messages``."""
     reserver = FakeReserver()
     reserver.known.add("a")
-    asked: list[int] = []
-    reserve = reserver.reserve_rate
-
-    def recording(connection_id: str, **kwargs: Any) -> int:
-        asked.append(kwargs["want"])
-        return reserve(connection_id, **kwargs)
-
-    reserver.reserve_rate = recording  # type: ignore[method-assign]
     budget = RateBudget(reserver)
     for _ in range(messages):
         assert budget.take("a", limit=limit, window_seconds=60, now=5.0, chunk=chunk)
-    return asked
+    return reserver.asked
 
 
 def test_a_busy_connection_reserves_ever_larger_chunks_up_to_a_tenth_of_the_limit() -> None:
@@ -340,21 +338,12 @@ def test_a_container_never_holds_more_unspent_than_it_already_spent_plus_one_chu
 def test_a_new_window_starts_again_from_the_default_chunk() -> None:
     reserver = FakeReserver()
     reserver.known.add("a")
-    asked: list[int] = []
-    reserve = reserver.reserve_rate
-
-    def recording(connection_id: str, **kwargs: Any) -> int:
-        asked.append(kwargs["want"])
-        if kwargs["expect_new_window"]:
-            reserver.taken.pop(connection_id, None)
-        return reserve(connection_id, **kwargs)
-
-    reserver.reserve_rate = recording  # type: ignore[method-assign]
+    reserver.new_window_resets = True
     budget = RateBudget(reserver)
     for _ in range(100):
         budget.take("a", limit=10**6, window_seconds=60, now=5.0)
     budget.take("a", limit=10**6, window_seconds=60, now=65.0)
-    assert asked[-1] == default_chunk(10**6)
+    assert reserver.asked[-1] == default_chunk(10**6)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 from streamer_handlers.observability import logger
 from streamer_handlers.sender import DeliveryReport, Outcome, settle
 
+from .limits import byte_size
+
 if TYPE_CHECKING:
     from .gateway import Gateway
 
@@ -70,7 +72,7 @@ class GatewaySender:
 
     async def _deliver(self, ids: Sequence[str], data: str) -> list[Outcome]:
         limit = self._gateway.limits.max_message_bytes
-        if len(data) * 4 > limit and len(data.encode("utf-8")) > limit:
+        if byte_size(data, limit) > limit:
             for connection_id in ids:
                 logger.warning(
                     "delivery failed",

@@ -33,7 +33,7 @@ from .events import (
     message_event,
 )
 from .invoker import Invoker, LocalFunction
-from .limits import GatewayLimits, oversize_error
+from .limits import GatewayLimits, byte_size, oversize_error
 from .management import management_routes
 
 __all__ = ["Gateway", "GatewayCounters", "LiveConnection", "Route", "RouteTable"]
@@ -315,7 +315,7 @@ class Gateway:
             msg = await ws.receive()
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 data: str | bytes = msg.data
-                size = _byte_size(data, limits.max_message_bytes)
+                size = byte_size(data, limits.max_message_bytes)
                 if size > limits.max_message_bytes:
                     await conn.send(oversize_error(size, limits.max_message_bytes))
                     await conn.close(1009, "Message too big")
@@ -396,15 +396,6 @@ class Gateway:
             _, still_running = await asyncio.wait(pending, timeout=grace)
             for task in still_running:
                 task.cancel()
-
-
-def _byte_size(data: str | bytes, limit: int) -> int:
-    """UTF-8 size, without encoding text that cannot be over the limit (4 bytes a char)."""
-    if isinstance(data, bytes):
-        return len(data)
-    if len(data) * 4 <= limit:
-        return len(data)
-    return len(data.encode("utf-8"))
 
 
 def _route_response_body(result: Any) -> str | None:

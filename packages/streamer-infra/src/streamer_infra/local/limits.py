@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-__all__ = ["GatewayLimits", "oversize_error"]
+__all__ = ["GatewayLimits", "byte_size", "oversize_error"]
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,15 @@ class GatewayLimits:
     max_message_bytes: int = 128 * 1024
     idle_timeout: float = 10 * 60
     max_lifetime: float = 2 * 60 * 60
+
+
+def byte_size(data: str | bytes, limit: int) -> int:
+    """UTF-8 size, without encoding text that cannot be over the limit (4 bytes a char)."""
+    if isinstance(data, bytes):
+        return len(data)
+    if len(data) * 4 <= limit:
+        return len(data)
+    return len(data.encode("utf-8"))
 
 
 def oversize_error(size: int, limit: int) -> str:
