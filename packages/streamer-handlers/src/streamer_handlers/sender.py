@@ -58,16 +58,27 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
+def prune(on_gone: Callable[[str], None] | None, connection_id: str) -> None:
+    """Forget a connection that answered 410; a failing prune is logged, never raised."""
+    if on_gone is None:
+        return
+    try:
+        on_gone(connection_id)
+    except Exception:
+        logger.exception("pruning a gone connection failed", extra={"connection_id": connection_id})
+
+
 def settle(
     connection_ids: Sequence[str],
     outcomes: Sequence[Outcome],
-    on_gone: Callable[[str], None] | None,
+    on_gone: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
-    """Prune the connections that are gone and report every outcome.
+    """Report every outcome, count the gone connections and prune them through ``on_gone``.
 
     Shared by every :class:`Sender`, whatever carries the frames, so a 410 means the same
-    cleanup and the same metric everywhere. A failing prune is logged, never raised: the
-    frame reached everyone else.
+    report and the same metric everywhere. A sender that already pruned while sending (the
+    management sender does, on its worker threads, so a 410 storm is cleaned up in
+    parallel) passes no ``on_gone``.
     """
     grouped: dict[Outcome, list[str]] = {o: [] for o in Outcome}
     for connection_id, outcome in zip(connection_ids, outcomes, strict=True):
@@ -75,14 +86,8 @@ def settle(
     gone = grouped[Outcome.GONE]
     if gone:
         count(STALE_CONNECTIONS_PRUNED, len(gone))
-        if on_gone is not None:
-            for connection_id in gone:
-                try:
-                    on_gone(connection_id)
-                except Exception:
-                    logger.exception(
-                        "pruning a gone connection failed", extra={"connection_id": connection_id}
-                    )
+        for connection_id in gone:
+            prune(on_gone, connection_id)
     return DeliveryReport(
         delivered=tuple(grouped[Outcome.DELIVERED]),
         gone=tuple(gone),
@@ -104,7 +109,7 @@ class ManagementSender:
 
     ``endpoint_url`` is ``https://{domain}/{stage}`` from configuration, never derived from
     the event: behind a custom domain the event's domain is not the management endpoint.
-    ``on_gone`` is called once per connection that answered 410, once the batch is sent.
+    ``on_gone`` is called once per connection that answered 410, from a worker thread.
     """
 
     def __init__(
@@ -177,7 +182,7 @@ class ManagementSender:
             outcomes = [self._send_one(client, ids[0], payload)]
         else:
             outcomes = list(self._executor().map(lambda c: self._send_one(client, c, payload), ids))
-        return settle(ids, outcomes, self._on_gone)
+        return settle(ids, outcomes)
 
     def _send_one(self, client: Any, connection_id: str, payload: bytes) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
@@ -187,6 +192,7 @@ class ManagementSender:
             except Exception as error:
                 code, status = _error_code(error)
                 if code in _GONE_CODES or status == 410:
+                    prune(self._on_gone, connection_id)
                     return Outcome.GONE
                 if code in _FINAL_CODES or attempt == self._max_attempts:
                     logger.warning(
