@@ -1,15 +1,16 @@
-"""Deadlines: an action stops before Lambda ends the invocation, and a stuck pool says so."""
+"""Deadlines: an action stops (or is answered for) before Lambda ends the invocation."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
 from typing import Any
 
 import pytest
-from streamer_handlers import Streamer, execution
-from streamer_handlers.execution import ActionThreadsExhausted, DeadlineExceeded, run_action
+from streamer_handlers import Streamer
+from streamer_handlers.execution import DeadlineExceeded, run_action
+from streamer_handlers.functions import router
 from streamer_handlers.processing import PROCESSOR_MARGIN_SECONDS
 
 
@@ -77,72 +78,115 @@ def test_a_last_attempt_without_time_to_start_fails_the_request_visibly(stack):
     assert "ran out of time" in error["message"]
 
 
-@pytest.fixture
-def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
-    """A pool of a single action thread, released (and dropped) when the test ends."""
-    release = threading.Event()
-    monkeypatch.setattr(execution, "MAX_ACTION_THREADS", 1)
-    monkeypatch.setattr(execution, "_pool", None)
-    try:
-        yield release
-    finally:
-        release.set()
-        pool = execution._pool
-        if pool is not None:
-            pool.shutdown(wait=True)
-        monkeypatch.setattr(execution, "_pool", None)
-
-
 def _spec(func: Any) -> Any:
     app = Streamer()
     app.action("probe")(func)
     return app["probe"]
 
 
-def test_an_action_that_never_got_a_thread_is_not_reported_as_a_timeout(one_thread):
-    started = threading.Event()
+def test_in_place_runs_a_def_action_on_the_calling_thread_and_leaves_its_deadline_alone():
+    threads: list[threading.Thread] = []
 
-    def occupy() -> None:
-        started.set()
-        one_thread.wait(5)
+    def probe(request: Any) -> str:
+        threads.append(threading.current_thread())
+        time.sleep(0.05)
+        return "done"
 
-    execution._executor().submit(occupy)
-    assert started.wait(5)
-    ran: list[str] = []
-    with pytest.raises(ActionThreadsExhausted, match="not started"):
-        run_action(_spec(lambda request: ran.append("ran")), (None,), 0.01)
-    assert ran == []
+    assert run_action(_spec(probe), (None,), 0.001, in_place=True) == "done"
+    assert threads == [threading.current_thread()]
 
 
-def test_a_pool_held_by_overrun_actions_refuses_new_ones_at_once(one_thread):
-    stuck = _spec(lambda request: one_thread.wait(5))
+def test_a_def_action_with_a_deadline_otherwise_gets_a_thread_of_its_own():
+    release = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def probe(request: Any) -> str:
+        threads.append(threading.current_thread())
+        release.wait(5)
+        return "late"
+
+    try:
+        with pytest.raises(DeadlineExceeded):
+            run_action(_spec(probe), (None,), 0.01)
+    finally:
+        release.set()
+    assert threads
+    assert threads[0] is not threading.current_thread()
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_an_async_def_action_is_cancelled_at_its_deadline_either_way(in_place):
+    cancelled = threading.Event()
+
+    async def probe(request: Any) -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "late"
+
     with pytest.raises(DeadlineExceeded):
-        run_action(stuck, (None,), 0.01)
-    assert execution.stuck_threads() == 1
-    with pytest.raises(ActionThreadsExhausted, match="held by overrun actions"):
-        run_action(_spec(lambda request: "fresh"), (None,), 1)
-    one_thread.set()
-    execution._executor().shutdown(wait=True)
-    assert execution.stuck_threads() == 0
+        run_action(_spec(probe), (None,), 0.01, in_place=in_place)
+    assert cancelled.is_set()
 
 
-def test_the_router_answers_internal_error_when_no_action_thread_is_free(stack, one_thread):
-    started = threading.Event()
+def test_a_sync_action_runs_on_the_invocations_own_thread(stack):
+    threads: list[threading.Thread] = []
 
-    def occupy() -> None:
-        started.set()
-        one_thread.wait(5)
+    @stack.app.action("where")
+    def where(request):
+        threads.append(threading.current_thread())
+        return "here"
 
-    execution._executor().submit(occupy)
-    assert started.wait(5)
-    stack.reconfigure(sync_timeout=0.01)
     connection = stack.connect()
-    reply = stack.send(connection, {"action": "echo", "id": "starved"})
-    assert (reply["type"], reply["code"], reply["request_id"]) == (
-        "error",
-        "INTERNAL_ERROR",
-        "starved",
+    assert stack.send(connection, {"action": "where", "id": "w"})["result"] == "here"
+    assert threads == [threading.current_thread()]
+
+
+def test_the_watchdog_answers_timeout_and_the_late_result_is_dropped(stack):
+    @stack.app.action("overrun")
+    def overrun(request):
+        # The deadline comes due while the action still holds the invocation.
+        assert stack.scheduler.fire() == 1
+        return "too late"
+
+    connection = stack.connect()
+    event = stack.events.message(
+        connection, '{"action":"overrun","id":"o"}', stack._principals[connection]
     )
+    assert router.handler(event, stack.context()) == {"statusCode": 200}
+    assert [(f["type"], f["request_id"], f["code"]) for f in stack.frames(connection)] == [
+        ("error", "o", "TIMEOUT")
+    ]
+
+
+def test_the_watchdog_is_called_off_when_the_action_answers_in_time(stack):
+    connection = stack.connect()
+    reply = stack.send(connection, {"action": "echo", "id": "e", "payload": {"n": 1}})
+    assert reply["type"] == "response"
+    assert stack.scheduler.fire() == 0
+    assert stack.frames(connection) == []
+
+
+def test_a_watchdog_that_cannot_deliver_the_timeout_only_logs(stack, caplog):
+    class Broken:
+        def send(self, connection_ids: Any, data: str) -> Any:
+            raise RuntimeError("management API down")
+
+    stack.reconfigure(sender=Broken())
+
+    @stack.app.action("overrun")
+    def overrun(request):
+        stack.scheduler.fire()
+        return "too late"
+
+    connection = stack.connect()
+    event = stack.events.message(
+        connection, '{"action":"overrun","id":"b"}', stack._principals[connection]
+    )
+    assert router.handler(event, stack.context()) == {"statusCode": 200}
+    assert "could not send the timeout" in caplog.text
 
 
 def test_a_last_attempt_without_time_leaves_a_request_another_worker_runs(stack):
@@ -194,20 +238,3 @@ def test_the_watchdog_is_called_off_when_the_last_attempt_ends(stack):
     assert stack.drain(receive_count=3) == {"batchItemFailures": []}
     assert stack.scheduler.fire() == 0
     assert _record(stack, "calm").status == "COMPLETED"
-
-
-def test_queued_jobs_never_wait_for_the_routers_action_threads(stack, one_thread):
-    started = threading.Event()
-
-    def occupy() -> None:
-        started.set()
-        one_thread.wait(5)
-
-    execution._executor().submit(occupy)
-    assert started.wait(5)
-    connection = stack.connect()
-    stack.send(connection, {"action": "job", "id": "own", "payload": {"steps": 1}})
-    assert stack.drain(context=stack.context(remaining_ms=_remaining_ms(1))) == {
-        "batchItemFailures": []
-    }
-    assert _record(stack, "own").status == "COMPLETED"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from streamer_handlers import Runtime, set_runtime
 from streamer_handlers.functions import router
+from streamer_handlers.timers import TimerThread
 
 
 def test_ping_answers_pong(stack):
@@ -129,22 +131,44 @@ def test_async_def_sync_action(stack):
     assert reply == {"type": "response", "request_id": "a", "result": {"k": [1, 2]}}
 
 
-def test_sync_action_past_its_deadline_answers_timeout(stack):
+def test_sync_action_past_its_deadline_answers_timeout(stack, monkeypatch):
     stack.reconfigure(sync_timeout=0.05)
+    # The real timer thread: the watchdog answers while the action still runs.
+    monkeypatch.setattr(stack.runtime, "schedule", TimerThread())
     connection = stack.connect()
-    reply = stack.send(connection, {"action": "slow", "id": "late"})
-    assert reply["type"] == "error"
-    assert reply["code"] == "TIMEOUT"
-    assert reply["request_id"] == "late"
+
+    @stack.app.action("overrun")
+    def overrun(request):
+        deadline = time.monotonic() + 5
+        while not stack.frames(connection, "error") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "late"
+
+    event = stack.events.message(
+        connection, json.dumps({"action": "overrun", "id": "late"}), stack._principals[connection]
+    )
+    response = router.handler(event, stack.context())
+    assert response == {"statusCode": 200}  # no route response: the client was answered
+    [reply] = stack.frames(connection, "error")
+    assert (reply["code"], reply["request_id"]) == ("TIMEOUT", "late")
+    assert "0.05 s" in reply["message"]
 
 
 def test_deadline_respects_lambdas_remaining_time(stack):
     connection = stack.connect()
+    armed: list[float] = []
+
+    @stack.app.action("peek")
+    def peek(request):
+        armed.append(stack.scheduler.timers[-1].delay)
+        return "ok"
+
     event = stack.events.message(
-        connection, json.dumps({"action": "slow", "id": "t"}), stack._principals[connection]
+        connection, json.dumps({"action": "peek", "id": "t"}), stack._principals[connection]
     )
     response = router.handler(event, stack.context(remaining_ms=1050))
-    assert json.loads(response["body"])["code"] == "TIMEOUT"
+    assert json.loads(response["body"])["result"] == "ok"
+    assert armed == [pytest.approx(0.05)]
 
 
 def test_missing_permission_is_forbidden(stack):

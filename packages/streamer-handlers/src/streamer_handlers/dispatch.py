@@ -8,6 +8,7 @@ waiting and the function never fails the gateway's integration.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,14 @@ def _best_effort_id(body: str | bytes) -> str | None:
         return error.request_id
 
 
-def route_message(runtime: Runtime, event: Mapping[str, Any], context: Any = None) -> BaseModel:
-    """Answer one WebSocket message event with the frame to send back to its sender."""
+def route_message(
+    runtime: Runtime, event: Mapping[str, Any], context: Any = None
+) -> BaseModel | None:
+    """Answer one WebSocket message event with the frame to send back to its sender.
+
+    None means the caller was already answered another way: a synchronous action that
+    overran its deadline got TIMEOUT from the watchdog, through the management API.
+    """
     body = message_body(websocket_event(event))
     try:
         return _route(runtime, event, body, context)
@@ -84,7 +91,7 @@ def route_message(runtime: Runtime, event: Mapping[str, Any], context: Any = Non
 
 def _route(
     runtime: Runtime, event: Mapping[str, Any], body: str | bytes, context: Any
-) -> BaseModel:
+) -> BaseModel | None:
     request_context: Mapping[str, Any] = event.get("requestContext") or {}
     caller = _caller(runtime, request_context)
     if caller is None:
@@ -136,7 +143,7 @@ def _route(
 
 def _run_user_action(
     runtime: Runtime, caller: Caller, frame: ClientFrame, context: Any
-) -> BaseModel:
+) -> BaseModel | None:
     spec = runtime.app.get(frame.action)
     if spec is None:
         return unknown_action(frame.action, frame.id)
@@ -164,9 +171,48 @@ def _deadline(runtime: Runtime, spec: ActionSpec, context: Any) -> float:
     return deadline
 
 
+class _Answer:
+    """Who answers a synchronous request: the action's return or the deadline's watchdog.
+
+    Exactly one of them does; whichever claims the answer first.
+    """
+
+    __slots__ = ("_claimed", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claimed = False
+
+    def claim(self) -> bool:
+        with self._lock:
+            if self._claimed:
+                return False
+            self._claimed = True
+            return True
+
+
+def _answer_timeout(
+    runtime: Runtime, caller: Caller, frame: ClientFrame, deadline: float, answer: _Answer
+) -> None:
+    """The watchdog: runs on a timer thread while the action still holds the invocation."""
+    if not answer.claim():
+        return
+    add_log_keys(correlation_id=frame.id, request_id=frame.id, action=frame.action)
+    logger.error("action overran its deadline", extra={"deadline_s": deadline})
+    from streamer_core import encode
+
+    timeout = error_frame(
+        ErrorCode.TIMEOUT, f"action did not finish within {deadline:g} s", frame.id
+    )
+    try:
+        runtime.sender.send([caller.connection_id], encode(timeout))
+    except Exception:
+        logger.exception("could not send the timeout")
+
+
 def _run_sync(
     runtime: Runtime, caller: Caller, frame: ClientFrame, spec: ActionSpec, context: Any
-) -> BaseModel:
+) -> BaseModel | None:
     request = Request(
         id=frame.id,
         action=frame.action,
@@ -178,8 +224,27 @@ def _run_sync(
         connection_id=caller.connection_id,
     )
     deadline = _deadline(runtime, spec, context)
+    answer = _Answer()
+    # An async def action is cancelled at the deadline by itself; the watchdog still covers
+    # one that blocks its event loop.
+    watchdog = runtime.schedule(
+        deadline, lambda: _answer_timeout(runtime, caller, frame, deadline, answer)
+    )
     try:
-        result = run_action(spec, (request,), deadline)
+        reply = _sync_reply(spec, request, frame, deadline)
+    finally:
+        watchdog.cancel()
+    if not answer.claim():
+        logger.info("an overrun action returned after its timeout was sent")
+        return None
+    return reply
+
+
+def _sync_reply(
+    spec: ActionSpec, request: Request, frame: ClientFrame, deadline: float
+) -> BaseModel:
+    try:
+        result = run_action(spec, (request,), deadline, in_place=True)
     except ActionError as error:
         return error_frame(error.code, error.message, frame.id, error.details)
     except DeadlineExceeded:

@@ -1,14 +1,16 @@
-"""Running an action's function, sync or ``async def``, optionally under a deadline.
+"""Running an action's function, sync or ``async def``, under a deadline.
 
-A sync route must answer before API Gateway gives up on the integration (29 s). Python
-cannot kill a thread, so a ``def`` action that overruns keeps its worker thread until it
-returns; the caller gets TIMEOUT at the deadline regardless. An ``async def`` action is
-cancelled at its deadline.
+An ``async def`` action is cancelled at its deadline. Python cannot kill a thread, so a
+``def`` action is bounded in one of two ways:
 
-Those stuck threads are counted. Once every thread of the pool is held by one, a new
-action could only wait in the pool's queue and "time out" without ever having run, so it
-is refused with :class:`ActionThreadsExhausted` instead: the caller reports an internal
-error and the log says why, rather than a TIMEOUT that blames the action.
+- on a thread of its own, abandoned (not killed) at the deadline: the processor's way, which
+  must record TIMEOUT and tell the client while Lambda still lets it write;
+- in place, on the calling thread, while the caller watches the clock: the router's way. A
+  synchronous action is short by contract, and running it where the invocation already is
+  saves two thread hand-offs per message (a fifth of a local round trip). If it overruns,
+  the router's watchdog answers TIMEOUT at the deadline (:mod:`.dispatch`) and the action
+  keeps its invocation until it returns or Lambda ends it, which is also what frees the
+  thread: nothing is left running in a container that has moved on to other work.
 """
 
 from __future__ import annotations
@@ -16,69 +18,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from .app import ActionSpec
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-MAX_ACTION_THREADS = 64
-_stuck = 0
-"""Threads of the pool still running an action whose caller already gave up on it."""
-
 
 class DeadlineExceeded(Exception):
     """The action did not finish within its deadline."""
-
-
-class ActionThreadsExhausted(RuntimeError):
-    """Every action thread is held by an overrun action: this one cannot run here.
-
-    Raised rather than reported as TIMEOUT, because the action never started. A process in
-    this state stays in it until those actions return; the processor retries the request
-    (on another instance, most likely) and the router answers INTERNAL_ERROR.
-    """
-
-
-def stuck_threads() -> int:
-    """How many action threads are held by actions that overran their deadline."""
-    with _pool_lock:
-        return _stuck
-
-
-def _track_stuck(future: Future[Any]) -> None:
-    global _stuck
-    with _pool_lock:
-        _stuck += 1
-
-    def release(_done: Future[Any]) -> None:
-        global _stuck
-        with _pool_lock:
-            _stuck -= 1
-
-    future.add_done_callback(release)
-
-
-def _exhausted(held: int) -> ActionThreadsExhausted:
-    if held >= MAX_ACTION_THREADS:
-        reason = f"all {MAX_ACTION_THREADS} action threads are held by overrun actions"
-    else:
-        reason = (
-            f"no action thread came free before the deadline ({MAX_ACTION_THREADS} threads, "
-            f"{held} held by overrun actions)"
-        )
-    return ActionThreadsExhausted(f"{reason}; the action was not started")
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=MAX_ACTION_THREADS, thread_name_prefix="streamer-action"
-            )
-        return _pool
 
 
 async def _bounded(coroutine: Coroutine[Any, Any, Any], seconds: float | None) -> Any:
@@ -148,43 +95,27 @@ def run_action(
     args: tuple[Any, ...],
     timeout: float | None = None,
     *,
-    own_thread: bool = False,
+    in_place: bool = False,
 ) -> Any:
     """Call ``spec.func(*args)`` and return its result; DeadlineExceeded after ``timeout`` s.
 
-    ``own_thread`` runs a ``def`` action on a thread of its own instead of the shared pool.
-    The processor runs one long job at a time and must not compete for the pool with short
-    synchronous actions: where every function shares one process (the local stack), a few
-    long jobs would otherwise leave the router's actions waiting for a thread.
+    ``in_place`` runs a ``def`` action on the calling thread and leaves its deadline to the
+    caller's watchdog; otherwise a ``def`` action with a timeout gets a thread of its own.
+    An ``async def`` action runs on a private loop on the calling thread either way (on a
+    thread of its own if this thread already runs a loop) and is cancelled at the deadline.
     """
-    call: Callable[[], Any]
     if spec.is_coroutine:
 
-        def call() -> Any:
+        def run_bounded() -> Any:
             return _run_coroutine(_bounded(spec.func(*args), timeout))
 
         if not _in_running_loop():
-            return call()
-    else:
+            return run_bounded()
+        return _on_own_thread(run_bounded, None)
 
-        def call() -> Any:
-            return spec.func(*args)
+    def call() -> Any:
+        return spec.func(*args)
 
-        if timeout is None:
-            return call()
-        if own_thread:
-            return _on_own_thread(call, timeout)
-    held = stuck_threads()
-    if held >= MAX_ACTION_THREADS:
-        raise _exhausted(held)
-    future: Future[Any] = _executor().submit(call)
-    try:
-        return future.result(timeout=timeout)
-    except TimeoutError:
-        if future.done():
-            raise
-        if future.cancel():
-            # Still queued at its deadline: the pool never had a thread for it.
-            raise _exhausted(stuck_threads()) from None
-        _track_stuck(future)
-        raise DeadlineExceeded from None
+    if timeout is None or in_place:
+        return call()
+    return _on_own_thread(call, timeout)

@@ -190,7 +190,7 @@ class RequestRun:
         """Run the action and return its result, translating how it ended."""
         deadline = action_deadline(self.spec, self._ends_at - time.monotonic())
         try:
-            return run_action(self.spec, (self.request, self.reporter), deadline, own_thread=True)
+            return run_action(self.spec, (self.request, self.reporter), deadline)
         except ActionError as error:
             raise _Failure(error.code, error.message, error.details) from None
         except DeadlineExceeded:

@@ -54,14 +54,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         gateway_request_id=gateway_request_id,
     )
     try:
+        frame: BaseModel | None
         try:
             with cold_start():
                 frame = route_message(get_runtime(), event, context)
         except Exception:
             logger.exception("message could not be routed")
             frame = internal_error()
-        body, failed = _encode_reply(frame)
         count(MESSAGES_ROUTED)
+        if frame is None:
+            # Already answered (TIMEOUT, by the watchdog): no body, so no route response.
+            count(MESSAGE_FAILURES)
+            return {"statusCode": 200}
+        body, failed = _encode_reply(frame)
         if failed:
             count(MESSAGE_FAILURES)
         return {"statusCode": 200, "body": body}
