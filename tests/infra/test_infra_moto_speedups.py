@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from streamer_infra.local.moto_speedups import install_moto_speedups, wire_form
+from streamer_infra.local.moto_speedups import install_moto_speedups, plain_projection, wire_form
 
 TABLE = "speedups"
 
@@ -84,6 +84,58 @@ def test_what_is_written_is_what_get_query_and_scan_read(
     expected = _sets_sorted(written)
     assert _sets_sorted(got["Item"]) == expected
     assert [_sets_sorted(found) for found in queried["Items"]] == [expected]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(item=_item, names=st.lists(st.sampled_from(["a", "b", "c", "d", "e", "pk"]), min_size=1))
+def test_a_projection_reads_back_exactly_the_named_attributes(
+    dynamodb: Any, item: dict[str, Any], names: list[str]
+) -> None:
+    written = {"pk": {"S": "key"}, **item}
+    dynamodb.put_item(TableName=TABLE, Item=written)
+    placeholders = {f"#n{index}": name for index, name in enumerate(names)}
+    queried = dynamodb.query(
+        TableName=TABLE,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "key"}},
+        ProjectionExpression=", ".join(placeholders),
+        ExpressionAttributeNames=placeholders,
+    )
+    expected = {name: value for name, value in written.items() if name in names}
+    assert [_sets_sorted(found) for found in queried["Items"]] == [_sets_sorted(expected)]
+
+
+class _Attr:
+    def __init__(self, wire: dict[str, Any]) -> None:
+        ((self.type, self.value),) = wire.items()
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        ([["a"], ["b"]], {"a": {"S": "x"}, "b": {"N": "-12"}}),
+        ([["a"], ["a"], ["missing"]], {"a": {"S": "x"}}),
+        ([["b"], ["t"], ["z"]], {"b": {"N": "-12"}, "t": {"BOOL": True}, "z": {"NULL": True}}),
+        ([["a", "b"]], None),  # nested path
+        ([["a[0]"]], None),  # list element
+        ([["lead"]], None),  # "007" comes back from moto's path as "7"
+        ([["m"]], None),  # a map takes moto's path
+    ],
+)
+def test_only_plain_top_level_projections_take_the_fast_path(
+    paths: list[list[str]], expected: Any
+) -> None:
+    attributes = {
+        "a": _Attr({"S": "x"}),
+        "b": _Attr({"N": "-12"}),
+        "t": _Attr({"BOOL": True}),
+        "z": _Attr({"NULL": True}),
+        "lead": _Attr({"N": "007"}),
+        "m": _Attr({"M": {"k": {"S": "v"}}}),
+    }
+    assert plain_projection(attributes, paths) == expected
 
 
 @pytest.mark.parametrize(
