@@ -167,3 +167,27 @@ def test_installing_twice_patches_once() -> None:
     patched = BaseJSONSerializer._serialize_type_structure
     assert install_moto_speedups()
     assert BaseJSONSerializer._serialize_type_structure is patched
+
+
+def test_a_copied_item_shares_nothing_mutable_with_the_stored_one() -> None:
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    assert install_moto_speedups()
+    stored = Item(
+        hash_key=DynamoType({"S": "key"}),
+        range_key=None,
+        attrs={"s": {"S": "x"}, "n": {"N": "1"}, "m": {"M": {"k": {"L": [{"S": "v"}]}}}},
+    )
+    copied = copy.deepcopy(stored)
+    assert copied == stored
+    assert copied.attrs is not stored.attrs
+    assert all(copied.attrs[name] is not stored.attrs[name] for name in stored.attrs)
+    copied.attrs["m"].value["k"].value.append(DynamoType({"S": "w"}))
+    copied.attrs["s"].value = "changed"
+    assert stored.to_json()["Attributes"] == {
+        "s": {"S": "x"},
+        "n": {"N": "1"},
+        "m": {"M": {"k": {"L": [{"S": "v"}]}}},
+    }

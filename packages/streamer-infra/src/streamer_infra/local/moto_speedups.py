@@ -23,6 +23,7 @@ serializer; `tests/infra/test_infra_moto_speedups.py` checks that against moto i
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from typing import Any
@@ -124,6 +125,7 @@ def install_moto_speedups() -> bool:
 
         BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
         _install_projection()
+        _install_item_copy()
         _installed = True
         return True
 
@@ -137,10 +139,61 @@ def _install_projection() -> None:
     if original is None:
         return
 
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+
     def project(self: Any, projection_expressions: list[list[str]]) -> Any:
         projected = plain_projection(self.attrs, projection_expressions)
         if projected is None:
             return original(self, projection_expressions)
-        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=projected)
+        # Built as moto's own Item.__deepcopy__ builds a copy: a subset of an item that
+        # passed the 400 KB check on write needs no second check, and the values are
+        # immutable scalars, so copying each DynamoType shallowly is a full copy.
+        result: Any = Item.__new__(Item)
+        result.hash_key = self.hash_key
+        result.range_key = self.range_key
+        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(attrs)
+        for name in projected:
+            dict.__setitem__(attrs, name, DynamoType(self.attrs[name]))
+        result.attrs = attrs
+        return result
 
     Item.project = project  # type: ignore[method-assign]
+
+
+_SCALAR_TYPES = frozenset({"S", "N", "BOOL", "NULL"})
+
+
+def _install_item_copy() -> None:
+    """Copy scalar attributes of an item without the deep-copy protocol.
+
+    Every query deep-copies each matching item before projecting it; for a value that is a
+    str or a bool, moto's own ``DynamoType.__deepcopy__`` ends in ``result.value =
+    self.value`` anyway, so the copy is made directly and only lists, maps, sets and binary
+    values go through ``copy.deepcopy``.
+    """
+    try:
+        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    except ImportError:
+        return
+    if getattr(Item, "__deepcopy__", None) is None:
+        return
+
+    def copy_value(value: Any, memo: dict[int, Any]) -> Any:
+        if type(value) is DynamoType and value.type in _SCALAR_TYPES:
+            return DynamoType(value)
+        return copy.deepcopy(value, memo)
+
+    def __deepcopy__(self: Any, memo: dict[int, Any]) -> Any:
+        result: Any = Item.__new__(Item)
+        memo[id(self)] = result
+        result.hash_key = copy_value(self.hash_key, memo)
+        result.range_key = copy_value(self.range_key, memo)
+        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(attrs)
+        for key, value in self.attrs.items():
+            dict.__setitem__(attrs, key, copy_value(value, memo))
+        result.attrs = attrs
+        return result
+
+    Item.__deepcopy__ = __deepcopy__  # type: ignore[method-assign]
