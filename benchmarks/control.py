@@ -158,6 +158,7 @@ class ServerProcess:
             return
         if proc.returncode is None and not self.graceful:
             proc.kill()
+            await proc.wait()
         if proc.returncode is None and self.graceful:
             with contextlib.suppress(Exception):
                 await self.call("quit", wait_s=10)
@@ -166,4 +167,10 @@ class ServerProcess:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+        # Closing our end of stdin lets the subprocess transport finish while the loop still
+        # runs; otherwise it is finalized after the loop closed, with a traceback.
+        if proc.stdin is not None:
+            proc.stdin.close()
+            with contextlib.suppress(Exception):
+                await proc.stdin.wait_closed()
         self._stderr.close()
