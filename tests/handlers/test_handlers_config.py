@@ -272,6 +272,7 @@ def test_disabled_metrics_are_dropped_not_accumulated(monkeypatch, capsys):
     capsys.readouterr()
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     count("MessagesRouted")
+    assert metrics.metric_set == {}  # not even kept until the flush
     flush_metrics()
     assert metrics.metric_set == {}
     assert capsys.readouterr().out == ""

@@ -69,13 +69,21 @@ def add_log_keys(**keys: object) -> None:
 
 
 def count(name: str, value: float = 1) -> None:
-    """Add ``value`` to the counter ``name`` of this invocation."""
+    """Add ``value`` to the counter ``name`` of this invocation.
+
+    Nothing at all when metrics are off: Powertools would validate and keep the value only
+    for :func:`flush_metrics` to drop it, a fifth of the router's work per message locally.
+    """
+    if is_metrics_disabled():
+        return
     with _metrics_lock:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def milliseconds(name: str, value: float) -> None:
-    """Record a latency sample in milliseconds."""
+    """Record a latency sample in milliseconds (nothing when metrics are off)."""
+    if is_metrics_disabled():
+        return
     with _metrics_lock:
         metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
 
