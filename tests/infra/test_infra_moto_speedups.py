@@ -191,3 +191,15 @@ def test_a_copied_item_shares_nothing_mutable_with_the_stored_one() -> None:
         "n": {"N": "1"},
         "m": {"M": {"k": {"L": [{"S": "v"}]}}},
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(item=_item)
+def test_an_item_is_sized_as_moto_sizes_it(item: dict[str, Any]) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    from moto.dynamodb.models.utilities import bytesize
+
+    assert install_moto_speedups()
+    stored = Item(hash_key=DynamoType({"S": "key"}), range_key=None, attrs=item)
+    expected = sum(bytesize(key) + DynamoType.size(value) for key, value in stored.attrs.items())
+    assert stored.size() == expected

@@ -126,6 +126,7 @@ def install_moto_speedups() -> bool:
         BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
         _install_projection()
         _install_item_copy()
+        _install_item_size()
         _installed = True
         return True
 
@@ -197,3 +198,37 @@ def _install_item_copy() -> None:
         return result
 
     Item.__deepcopy__ = __deepcopy__  # type: ignore[method-assign]
+
+
+def scalar_size(kind: str, value: Any) -> int | None:
+    """What moto's ``DynamoType.size`` answers for a scalar, or None for anything else."""
+    if kind == "S" and isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if kind == "N" and isinstance(value, str):
+        return len(value)
+    if kind in _BOOLEAN and isinstance(value, bool):
+        return 1
+    return None
+
+
+def _install_item_size() -> None:
+    """Size items without a round of type checks per attribute.
+
+    A query sizes every item it reads (its 1 MB page limit), which was the largest share of
+    a subscriber query left in moto.
+    """
+    try:
+        from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    except ImportError:
+        return
+    if getattr(Item, "size", None) is None:
+        return
+
+    def size(self: Any) -> int:
+        total = 0
+        for key, value in self.attrs.items():
+            known = scalar_size(value.type, value.value) if type(value) is DynamoType else None
+            total += len(key.encode("utf-8")) + (value.size() if known is None else known)
+        return total
+
+    Item.size = size  # type: ignore[method-assign]
