@@ -1,4 +1,4 @@
-"""A faster path through moto's response serializer for DynamoDB attribute values.
+"""Faster paths through moto's DynamoDB code where it only copies or measures values.
 
 moto 5.2 serializes every response by walking botocore's output model. For DynamoDB that
 means visiting each `AttributeValue` union of each item and trying all ten of its members
@@ -10,9 +10,11 @@ changes nothing they are copied as they are.
 
 Projections (`ProjectionExpression`) get the same treatment. moto projects an item by
 turning the whole item into plain Python values once per projected name and serializing the
-result back, about three quarters of a subscriber query's time in the emulator; a
-projection of top-level names whose values that round trip leaves as they are (strings,
-booleans, nulls, integers in canonical form) now copies those values instead.
+result back, about half of a subscriber query's time in the emulator; a projection of
+top-level names whose values that round trip leaves as they are (strings, booleans, nulls,
+integers in canonical form) now copies those values instead. A query also deep-copies and
+sizes every item it reads; strings, numbers, booleans and nulls are copied and sized
+directly, with the answers moto's own code gives.
 
 "Provably changes nothing" is kept narrow: a value qualifies only if it is built from
 `str`, `bool`, `list` and `dict` alone, with no binary members (`B`, `BS`, which the walk
