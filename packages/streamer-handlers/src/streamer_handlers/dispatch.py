@@ -171,31 +171,11 @@ def _deadline(runtime: Runtime, spec: ActionSpec, context: Any) -> float:
     return deadline
 
 
-class _Answer:
-    """Who answers a synchronous request: the action's return or the deadline's watchdog.
-
-    Exactly one of them does; whichever claims the answer first.
-    """
-
-    __slots__ = ("_claimed", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._claimed = False
-
-    def claim(self) -> bool:
-        with self._lock:
-            if self._claimed:
-                return False
-            self._claimed = True
-            return True
-
-
 def _answer_timeout(
-    runtime: Runtime, caller: Caller, frame: ClientFrame, deadline: float, answer: _Answer
+    runtime: Runtime, caller: Caller, frame: ClientFrame, deadline: float, answer: threading.Lock
 ) -> None:
     """The watchdog: runs on a timer thread while the action still holds the invocation."""
-    if not answer.claim():
+    if not answer.acquire(blocking=False):
         return
     add_log_keys(correlation_id=frame.id, request_id=frame.id, action=frame.action)
     logger.error("action overran its deadline", extra={"deadline_s": deadline})
@@ -224,7 +204,8 @@ def _run_sync(
         connection_id=caller.connection_id,
     )
     deadline = _deadline(runtime, spec, context)
-    answer = _Answer()
+    # Exactly one of the action's return and the watchdog answers: whichever takes this first.
+    answer = threading.Lock()
     # An async def action is cancelled at the deadline by itself; the watchdog still covers
     # one that blocks its event loop.
     watchdog = runtime.schedule(
@@ -234,7 +215,7 @@ def _run_sync(
         reply = _sync_reply(spec, request, frame, deadline)
     finally:
         watchdog.cancel()
-    if not answer.claim():
+    if not answer.acquire(blocking=False):
         logger.info("an overrun action returned after its timeout was sent")
         return None
     return reply
