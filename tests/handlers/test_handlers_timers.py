@@ -75,3 +75,23 @@ def test_a_zero_delay_timer_runs_promptly_even_with_a_distant_one_ahead():
     fired = threading.Event()
     timers(0, fired.set)
     assert fired.wait(WAIT)
+
+
+def test_a_forked_child_runs_its_own_timers():
+    import os
+
+    timers = TimerThread()
+    timers(600, lambda: None)  # the parent's watching thread is running
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        fired = threading.Event()
+        timers(0, fired.set)
+        os.write(write, b"1" if fired.wait(WAIT) else b"0")
+        os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)

@@ -6,9 +6,10 @@ name the default scheduler without loading the protocol's models: ``$connect`` a
 
 The router arms a timer for every synchronous action and nearly always calls it off a
 moment later, so arming must be cheap: one process-wide thread keeps the timers in a heap,
-and arming one costs a heap push and, only when it becomes the earliest, a wake-up of that
-thread. A timer that comes due runs on a thread of its own, as ``threading.Timer`` would,
-so a callback that blocks (a delivery, a DynamoDB write) never holds up the others.
+and arming one costs a heap push, plus a wake-up of that thread only when the new timer
+comes due before the thread would wake anyway. A timer that comes due runs on a thread of
+its own, as ``threading.Timer`` would, so a callback that blocks (a delivery, a DynamoDB
+write) never holds up the others.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +71,13 @@ class TimerThread:
         self._thread: threading.Thread | None = None
         self._sleeping_until = math.inf
         """When the watching thread wakes next on its own: arming a later timer needs no call."""
+        # A forked child has no watching thread: it starts its own, with the timers it owns.
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._wake = threading.Condition(threading.Lock())
+        self._thread = None
+        self._sleeping_until = math.inf
 
     def __call__(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         timer = _Timer(self._clock() + max(0.0, delay), callback, self)
