@@ -36,7 +36,8 @@ _ATTRIBUTE_VALUE = "AttributeValue"
 _BINARY = frozenset({"B", "BS"})
 _BOOLEAN = frozenset({"BOOL", "NULL"})
 _CANONICAL_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
-_installed = False
+_installed: bool | None = None
+"""None until the patches were tried; then whether all of them took."""
 _lock = threading.Lock()
 
 
@@ -99,107 +100,43 @@ def plain_projection(
     return projected
 
 
-def install_moto_speedups() -> bool:
-    """Patch moto's JSON serializer once per process; False if this moto has no such hook.
-
-    Only speed depends on it: with a moto whose serializer looks different the emulator
-    simply stays on moto's own path.
-    """
-    global _installed
-    with _lock:
-        if _installed:
-            return True
-        try:
-            from moto.core.serialize import BaseJSONSerializer
-        except ImportError:
-            return False
-        original = getattr(BaseJSONSerializer, "_serialize_type_structure", None)
-        if original is None:
-            return False
-
-        def _serialize_type_structure(
-            self: Any, serialized: Any, value: Any, shape: Any, key: str
-        ) -> None:
-            if key and getattr(shape, "name", None) == _ATTRIBUTE_VALUE and wire_form(value):
-                serialized[self.get_serialized_name(shape, key)] = value
-                return
-            original(self, serialized, value, shape, key)
-
-        BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
-        _install_projection()
-        _install_item_copy()
-        _install_item_size()
-        _installed = True
-        return True
-
-
-def _install_projection() -> None:
-    try:
-        from moto.dynamodb.models.dynamo_type import Item
-    except ImportError:
-        return
-    original = getattr(Item, "project", None)
-    if original is None:
-        return
-
-    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
-
-    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
-        projected = plain_projection(self.attrs, projection_expressions)
-        if projected is None:
-            return original(self, projection_expressions)
-        # Built as moto's own Item.__deepcopy__ builds a copy: a subset of an item that
-        # passed the 400 KB check on write needs no second check, and the values are
-        # immutable scalars, so copying each DynamoType shallowly is a full copy.
-        result: Any = Item.__new__(Item)
-        result.hash_key = self.hash_key
-        result.range_key = self.range_key
-        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
-        dict.__init__(attrs)
-        for name in projected:
-            dict.__setitem__(attrs, name, DynamoType(self.attrs[name]))
-        result.attrs = attrs
-        return result
-
-    Item.project = project  # type: ignore[method-assign]
-
-
 _SCALAR_TYPES = frozenset({"S", "N", "BOOL", "NULL"})
 
 
-def _install_item_copy() -> None:
-    """Copy scalar attributes of an item without the deep-copy protocol.
+def install_moto_speedups() -> bool:
+    """Patch moto once per process; False if this moto lacks one of the patched hooks.
 
-    Every query deep-copies each matching item before projecting it; for a value that is a
-    str or a bool, moto's own ``DynamoType.__deepcopy__`` ends in ``result.value =
-    self.value`` anyway, so the copy is made directly and only lists, maps, sets and binary
-    values go through ``copy.deepcopy``.
+    Only speed depends on it: where moto looks different, that path simply stays moto's own,
+    and each patch is applied on its own.
     """
+    global _installed
+    with _lock:
+        if _installed is None:
+            serializer = _install_serializer()
+            items = _install_item_paths()
+            _installed = serializer and items
+        return _installed
+
+
+def _install_serializer() -> bool:
     try:
-        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+        from moto.core.serialize import BaseJSONSerializer
     except ImportError:
-        return
-    if getattr(Item, "__deepcopy__", None) is None:
-        return
+        return False
+    original = getattr(BaseJSONSerializer, "_serialize_type_structure", None)
+    if original is None:
+        return False
 
-    def copy_value(value: Any, memo: dict[int, Any]) -> Any:
-        if type(value) is DynamoType and value.type in _SCALAR_TYPES:
-            return DynamoType(value)
-        return copy.deepcopy(value, memo)
+    def _serialize_type_structure(
+        self: Any, serialized: Any, value: Any, shape: Any, key: str
+    ) -> None:
+        if key and getattr(shape, "name", None) == _ATTRIBUTE_VALUE and wire_form(value):
+            serialized[self.get_serialized_name(shape, key)] = value
+            return
+        original(self, serialized, value, shape, key)
 
-    def __deepcopy__(self: Any, memo: dict[int, Any]) -> Any:
-        result: Any = Item.__new__(Item)
-        memo[id(self)] = result
-        result.hash_key = copy_value(self.hash_key, memo)
-        result.range_key = copy_value(self.range_key, memo)
-        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
-        dict.__init__(attrs)
-        for key, value in self.attrs.items():
-            dict.__setitem__(attrs, key, copy_value(value, memo))
-        result.attrs = attrs
-        return result
-
-    Item.__deepcopy__ = __deepcopy__  # type: ignore[method-assign]
+    BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
+    return True
 
 
 def scalar_size(kind: str, value: Any) -> int | None:
@@ -213,18 +150,51 @@ def scalar_size(kind: str, value: Any) -> int | None:
     return None
 
 
-def _install_item_size() -> None:
-    """Size items without a round of type checks per attribute.
+def _install_item_paths() -> bool:
+    """Project, copy and size items without moto's per-value machinery where values are scalars.
 
-    A query sizes every item it reads (its 1 MB page limit), which was the largest share of
-    a subscriber query left in moto.
+    Every query deep-copies each matching item, sizes it (its 1 MB page limit) and projects
+    it. For a str or bool value moto's ``DynamoType.__deepcopy__`` ends in ``result.value =
+    self.value`` anyway, and a subset of an item that passed the 400 KB check on write needs
+    no second check, so such copies are built directly; lists, maps, sets and binary values
+    still go through ``copy.deepcopy`` and moto's own ``size``.
     """
     try:
-        from moto.dynamodb.models.dynamo_type import DynamoType, Item
+        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     except ImportError:
-        return
-    if getattr(Item, "size", None) is None:
-        return
+        return False
+    original_project = getattr(Item, "project", None)
+    if original_project is None or not hasattr(Item, "size"):
+        return False
+
+    def build(self: Any, attrs: dict[str, Any], copy_key: Any) -> Any:
+        """An Item as moto's own ``Item.__deepcopy__`` builds one, skipping the size check."""
+        result: Any = Item.__new__(Item)
+        result.hash_key = copy_key(self.hash_key)
+        result.range_key = copy_key(self.range_key)
+        checked = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(checked)
+        dict.update(checked, attrs)
+        result.attrs = checked
+        return result
+
+    def copy_value(value: Any, memo: dict[int, Any]) -> Any:
+        if type(value) is DynamoType and value.type in _SCALAR_TYPES:
+            return DynamoType(value)
+        return copy.deepcopy(value, memo)
+
+    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        projected = plain_projection(self.attrs, projection_expressions)
+        if projected is None:
+            return original_project(self, projection_expressions)
+        attrs = {name: DynamoType(self.attrs[name]) for name in projected}
+        return build(self, attrs, lambda key: key)
+
+    def __deepcopy__(self: Any, memo: dict[int, Any]) -> Any:
+        attrs = {key: copy_value(value, memo) for key, value in self.attrs.items()}
+        result = build(self, attrs, lambda key: copy_value(key, memo))
+        memo[id(self)] = result
+        return result
 
     def size(self: Any) -> int:
         total = 0
@@ -233,4 +203,7 @@ def _install_item_size() -> None:
             total += len(key.encode("utf-8")) + (value.size() if known is None else known)
         return total
 
+    Item.project = project  # type: ignore[method-assign]
+    Item.__deepcopy__ = __deepcopy__  # type: ignore[method-assign]
     Item.size = size  # type: ignore[method-assign]
+    return True
