@@ -2,7 +2,8 @@
 
 The reply is the integration's response body, which API Gateway sends back to the caller
 as the route response; that avoids a management-API call (and its latency) for every
-answer. Only updates that happen later (progress, results, events) use the management API.
+answer. Only updates that happen later (progress, results, events) use the management API,
+and so does the TIMEOUT of a sync action that overran: that message gets no body at all.
 """
 
 from __future__ import annotations
