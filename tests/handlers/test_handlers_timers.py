@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 from streamer_handlers.timers import TimerThread
 
@@ -95,3 +97,27 @@ def test_a_forked_child_runs_its_own_timers():
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+
+
+def test_arming_after_the_heap_emptied_does_not_wake_the_thread_each_time():
+    # The router arms a deadline per message and calls it off before the watching thread
+    # runs again; the thread must not be woken for every one of them.
+    timers = TimerThread()
+    timers(30.0, lambda: None).cancel()  # starts the thread
+    wakes = 0
+    notify = timers._wake.notify
+
+    def counting_notify(*args: Any) -> None:
+        nonlocal wakes
+        wakes += 1
+        notify(*args)
+
+    timers._wake.notify = counting_notify  # type: ignore[method-assign]
+    for _ in range(20):
+        time.sleep(0.002)  # the thread runs, finds the heap empty and goes back to sleep
+        timers(30.0, lambda: None).cancel()
+    assert wakes <= 1
+    # A timer due earlier than the thread's wake-up still wakes it, and runs.
+    ran = threading.Event()
+    timers(0.01, ran.set)
+    assert ran.wait(WAIT)

@@ -71,6 +71,8 @@ class TimerThread:
         self._thread: threading.Thread | None = None
         self._sleeping_until = math.inf
         """When the watching thread wakes next on its own: arming a later timer needs no call."""
+        self._latest_due = -math.inf
+        """The latest due time armed so far: with the heap empty, the thread sleeps until then."""
         # A forked child has no watching thread: it starts its own, with the timers it owns.
         os.register_at_fork(after_in_child=self._after_fork)
 
@@ -78,11 +80,13 @@ class TimerThread:
         self._wake = threading.Condition(threading.Lock())
         self._thread = None
         self._sleeping_until = math.inf
+        self._latest_due = -math.inf
 
     def __call__(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         timer = _Timer(self._clock() + max(0.0, delay), callback, self)
         with self._wake:
             heapq.heappush(self._heap, (timer.due, next(self._order), timer))
+            self._latest_due = max(self._latest_due, timer.due)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._watch, name="streamer-timers", daemon=True
@@ -114,6 +118,19 @@ class TimerThread:
                 heapq.heapify(self._heap)
                 self._cancelled = 0
 
+    def _wake_time(self, now: float) -> float:
+        """The head of the heap; with none, the latest due time armed, if still ahead.
+
+        Timers are mostly armed and called off before this thread runs again (on one CPU it
+        runs only once the arming thread blocks), so it often finds the heap empty. Sleeping
+        for good then would make the next arming wake it, and the one after: one wake-up per
+        timer. Sleeping until the latest due time armed instead costs one idle wake-up per
+        timer period, and every timer armed meanwhile for as long comes due after it.
+        """
+        if self._heap:
+            return self._heap[0][0]
+        return self._latest_due if self._latest_due > now else math.inf
+
     def _watch(self) -> None:
         while True:
             due: list[_Timer] = []
@@ -130,8 +147,9 @@ class TimerThread:
                             due.append(timer)
                     if due:
                         break
-                    self._sleeping_until = self._heap[0][0] if self._heap else math.inf
-                    self._wake.wait(self._sleeping_until - now if self._heap else None)
+                    until = self._wake_time(now)
+                    self._sleeping_until = until
+                    self._wake.wait(None if until == math.inf else until - now)
                 self._sleeping_until = -math.inf  # awake: whoever arms a timer now wakes nobody
             for timer in due:
                 threading.Thread(target=timer.callback, name="streamer-timer", daemon=True).start()
