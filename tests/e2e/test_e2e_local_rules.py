@@ -118,6 +118,36 @@ def test_daemon_pool_bounds_its_threads_and_reports_errors() -> None:
         pool.submit(work, 99)
 
 
+def test_daemon_pool_reuses_the_worker_whose_completion_submits_the_next_job() -> None:
+    # The invoker submits a client's next message as soon as it hears the last one is
+    # done; the worker that answered must already count as free, or every sequential
+    # message would start another thread.
+    pool = DaemonPool(8, "chain-pool")
+    names: set[str] = set()
+    done = threading.Event()
+
+    def chain(left: int) -> None:
+        if left == 0:
+            done.set()
+            return
+        registered = threading.Event()
+
+        def job() -> None:
+            registered.wait(10)  # so the callback below runs on the worker, at completion
+            names.add(threading.current_thread().name)
+
+        pool.submit(job).add_done_callback(lambda _: chain(left - 1))
+        registered.set()
+
+    chain(50)
+    assert done.wait(10)
+    assert len(names) == 1
+    assert [t.name for t in threading.enumerate() if t.name.startswith("chain-pool-")] == [
+        "chain-pool-1"
+    ]
+    pool.shutdown()
+
+
 def _function(handler: Any, *, timeout: float, concurrency: int = 1) -> LocalFunction:
     return LocalFunction("rules", handler, timeout=timeout, concurrency=concurrency)
 

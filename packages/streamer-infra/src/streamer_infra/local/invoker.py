@@ -16,6 +16,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,17 +99,19 @@ class Invoker:
         result: asyncio.Future[Invocation] = loop.create_future()
         run = _Run()
 
-        def finish(invocation: Invocation) -> None:
-            # The one wake-up of the loop per invocation: when its outcome is known.
+        def finish(done: Future[Invocation]) -> None:
+            # The one wake-up of the loop per invocation: when its outcome is known. It runs
+            # once the worker counts itself free, so the next invocation finds it idle.
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(_settle, result, invocation)
+                loop.call_soon_threadsafe(_settle, result, done, context.aws_request_id)
 
         try:
-            self._pool(function).submit(
-                _run, function.handler, payload, context, frozenset(expected_errors), run, finish
+            job = self._pool(function).submit(
+                _run, function.handler, payload, context, frozenset(expected_errors), run
             )
         except RuntimeError as exc:
             return Invocation(context.aws_request_id, None, "ServiceUnavailable", str(exc))
+        job.add_done_callback(finish)
         watch = _Watch(loop, result, run, function.timeout, context)
         try:
             return await result
@@ -175,9 +178,15 @@ class _Watch:
         self._handle.cancel()
 
 
-def _settle(result: asyncio.Future[Invocation], invocation: Invocation) -> None:
-    if not result.done():
-        result.set_result(invocation)
+def _settle(result: asyncio.Future[Invocation], done: Future[Invocation], request_id: str) -> None:
+    if result.done():
+        return
+    error = done.exception()
+    if error is None:
+        result.set_result(done.result())
+    else:  # a failure of the invocation machinery itself, outside the handler
+        logger.error("invocation %s failed", request_id, exc_info=error)
+        result.set_result(Invocation(request_id, None, type(error).__name__, str(error)))
 
 
 def _run(
@@ -186,11 +195,10 @@ def _run(
     context: LambdaContext,
     expected: frozenset[str],
     run: _Run,
-    finish: Callable[[Invocation], None],
-) -> None:
+) -> Invocation:
     run.started = time.monotonic()
     context.start_clock()
-    finish(_outcome(handler, payload, context, expected))
+    return _outcome(handler, payload, context, expected)
 
 
 def _outcome(

@@ -59,9 +59,9 @@ class DaemonPool:
             self._jobs.put(None)
 
     def _work(self) -> None:
+        with self._lock:
+            self._idle += 1
         while True:
-            with self._lock:
-                self._idle += 1
             job = self._jobs.get()
             with self._lock:
                 self._idle -= 1
@@ -70,8 +70,21 @@ class DaemonPool:
             if job is None:
                 return
             future, fn, args = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
+            if not future.set_running_or_notify_cancel():
+                with self._lock:
+                    self._idle += 1
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                self._free()
+                future.set_exception(exc)
+            else:
+                self._free()
+                future.set_result(result)
+
+    def _free(self) -> None:
+        """Counted idle before the future's callbacks run: a caller that hears the job is
+        done and submits the next at once must find this worker free, not start another."""
+        with self._lock:
+            self._idle += 1
