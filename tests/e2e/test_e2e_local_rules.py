@@ -13,6 +13,14 @@ from typing import Any
 
 import pytest
 from streamer_infra.local.authorizer import decide
+from streamer_infra.local.events import (
+    ApiIdentity,
+    ClientFacts,
+    authorizer_event,
+    connect_event,
+    disconnect_event,
+    message_event,
+)
 from streamer_infra.local.invoker import Invocation, Invoker, LocalFunction
 from streamer_infra.local.sqs import sqs_event, succeeded_receipts
 from streamer_infra.local.threads import DaemonPool
@@ -94,6 +102,46 @@ def test_sqs_event_uses_lambda_casing() -> None:
     assert record["attributes"] == {"ApproximateReceiveCount": "1"}
     assert record["messageAttributes"]["perm"]["stringValue"] == "a b"
     assert record["messageAttributes"]["perm"]["dataType"] == "String"
+
+
+def _mutables(value: Any) -> list[int]:
+    if isinstance(value, dict):
+        return [id(value)] + [i for item in value.values() for i in _mutables(item)]
+    if isinstance(value, list):
+        return [id(value)] + [i for item in value for i in _mutables(item)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda api, facts: authorizer_event(api, facts, "req="),
+        lambda api, facts: connect_event(api, facts, "req="),
+        lambda api, facts: message_event(api, facts, route_key="echo", body='{"a": 1}'),
+        lambda api, facts: message_event(api, facts, route_key="$default", body=b"\x00"),
+        lambda api, facts: disconnect_event(api, facts, status_code=1000, reason="bye"),
+    ],
+)
+def test_gateway_events_are_fresh_json_values_so_the_invoker_need_not_copy_them(
+    build: Any,
+) -> None:
+    api = ApiIdentity("api123", "local", "127.0.0.1:8080")
+    facts = ClientFacts(
+        connection_id="conn=",
+        connected_at=1,
+        source_ip="127.0.0.1",
+        user_agent="ua",
+        headers=(("Host", "h"), ("X-Multi", "1"), ("X-Multi", "2")),
+        query=(("token", "t"),),
+        authorizer={"principalId": "p", "tenant_id": "t", "integrationLatency": 3},
+    )
+    first, second = build(api, facts), build(api, facts)
+    assert json.loads(json.dumps(first)) == first
+    # Nothing mutable is shared between two events, nor with the connection's facts.
+    assert not set(_mutables(first)) & set(_mutables(second))
+    first["requestContext"].get("authorizer", {})["principalId"] = "changed"
+    assert facts.authorizer is not None
+    assert facts.authorizer["principalId"] == "p"
 
 
 def test_daemon_pool_bounds_its_threads_and_reports_errors() -> None:

@@ -250,11 +250,15 @@ class LambdaContext:
         self.memory_limit_in_mb = memory_limit_in_mb
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.identity: Any = None
         self.client_context: Any = None
         self._timeout = timeout_seconds
         self._deadline = time.monotonic() + timeout_seconds
+
+    @functools.cached_property
+    def log_stream_name(self) -> str:
+        """Made when first read: hardly any handler does, and every invocation has a context."""
+        return f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
 
     def start_clock(self) -> None:
         """Lambda's timeout counts from when the handler starts, not from when the

@@ -271,6 +271,7 @@ class Gateway:
                 self.routes.authorizer,
                 authorizer_event(self.api, facts, request_id),
                 expected_errors=("Unauthorized",),
+                fresh=True,
             )
             decision: AuthorizerDecision = decide(invocation, self.api.method_arn("$connect"))
             if decision.status != 200:
@@ -288,7 +289,7 @@ class Gateway:
         if route is None:
             return None, facts, ()
         invocation = await self.invoker.invoke(
-            route.function, connect_event(self.api, facts, request_id)
+            route.function, connect_event(self.api, facts, request_id), fresh=True
         )
         if not invocation.ok:
             return _message_response(500, "Internal server error"), facts, ()
@@ -361,7 +362,7 @@ class Gateway:
         if route is None:
             await conn.send(_gateway_message("Forbidden", conn.connection_id, request_id))
             return
-        invocation = await self.invoker.invoke(route.function, event)
+        invocation = await self.invoker.invoke(route.function, event, fresh=True)
         if not invocation.ok:
             await conn.send(
                 _gateway_message("Internal server error", conn.connection_id, request_id)
@@ -376,7 +377,7 @@ class Gateway:
         route = self.routes.routes.get("$disconnect")
         if route is not None:
             event = disconnect_event(self.api, conn.facts, status_code=code, reason=reason)
-            await self.invoker.invoke(route.function, event)
+            await self.invoker.invoke(route.function, event, fresh=True)
         # Counted once the function has run, so "disconnected" means "cleaned up".
         self.counters.disconnected += 1
         self.counters.disconnect_reasons[reason] += 1

@@ -81,11 +81,17 @@ class Invoker:
         event: dict[str, Any],
         *,
         expected_errors: Collection[str] = (),
+        fresh: bool = False,
     ) -> Invocation:
         """Run one invocation; never raises for anything the handler does.
 
         `expected_errors` are messages that are part of a function's contract (an authorizer's
         "Unauthorized") and are logged as one quiet line rather than a traceback.
+
+        The handler gets a copy of `event` made through JSON, as Lambda would hand it over:
+        nothing it does to the event reaches the caller, and a value JSON lacks fails here.
+        `fresh=True` says the caller built `event` from JSON values for this invocation
+        alone (the gateway's event builders do), so it is handed over as it is.
         """
         context = LambdaContext(
             f"{self._prefix}-{function.name}",
@@ -94,7 +100,7 @@ class Invoker:
             region=self._region,
             account_id=self._account_id,
         )
-        payload = json.dumps(event)
+        payload: str | dict[str, Any] = event if fresh else json.dumps(event)
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Invocation] = loop.create_future()
         run = _Run()
@@ -191,7 +197,7 @@ def _settle(result: asyncio.Future[Invocation], done: Future[Invocation], reques
 
 def _run(
     handler: Handler,
-    payload: str,
+    payload: str | dict[str, Any],
     context: LambdaContext,
     expected: frozenset[str],
     run: _Run,
@@ -202,11 +208,14 @@ def _run(
 
 
 def _outcome(
-    handler: Handler, payload: str, context: LambdaContext, expected: frozenset[str]
+    handler: Handler,
+    payload: str | dict[str, Any],
+    context: LambdaContext,
+    expected: frozenset[str],
 ) -> Invocation:
     request_id = context.aws_request_id
     try:
-        result = handler(json.loads(payload), context)
+        result = handler(json.loads(payload) if isinstance(payload, str) else payload, context)
     except BaseException as exc:  # a handler's sys.exit() ends its invocation, not a worker
         message = str(exc)
         if message in expected:
