@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
 from e2e_support import connection_store, eventually, open_ws, receive_for, send, stack_config
 from streamer_infra.local import BackgroundStack, DevKeys
+from streamer_infra.local.collector import SERVER_THRESHOLDS
 from websockets.exceptions import ConnectionClosed
 
 
@@ -43,3 +45,20 @@ def test_a_second_stack_in_the_same_process_is_refused(e2e_keys: DevKeys, tmp_pa
         assert stack.ws_url.startswith("ws://127.0.0.1:")
         with pytest.raises(StackAlreadyRunningError):
             BackgroundStack(stack_config(e2e_keys, tmp_path)).start()
+
+
+async def test_server_collector_thresholds_hold_while_the_stack_runs_and_are_restored(
+    e2e_keys: DevKeys, tmp_path: Path
+) -> None:
+    own = gc.get_threshold()
+    background = BackgroundStack(stack_config(e2e_keys, tmp_path, server_gc=True))
+    stack = await asyncio.to_thread(background.start)
+    try:
+        assert gc.get_threshold() == SERVER_THRESHOLDS
+        ws = await open_ws(stack, stack.token("gc-user", "gc"))
+        await send(ws, "ping", id="p1")
+        assert (await receive_for(ws, "p1"))["type"] == "pong"
+        await ws.close()
+    finally:
+        await asyncio.to_thread(background.stop)
+    assert gc.get_threshold() == own

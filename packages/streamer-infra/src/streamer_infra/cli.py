@@ -153,6 +153,7 @@ def _dev_config(args: argparse.Namespace) -> LocalStackConfig:
         jwt_issuer=issuer,
         state_dir=args.state_dir,
         pin_cpu=args.pin_cpu,
+        server_gc=True,
     )
 
 

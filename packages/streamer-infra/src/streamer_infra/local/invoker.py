@@ -2,7 +2,8 @@
 
 Each function gets its own bounded pool (its "reserved concurrency"), so a burst of long
 jobs in the processor never starves `$connect`. Each invocation is isolated the way Lambda
-isolates them: the event is a fresh JSON copy, the result is JSON-serialised (what cannot
+isolates them: the event is JSON values no other invocation holds (a copy, unless the
+caller built it for this one), the result is JSON-serialised (what cannot
 be serialised fails like Lambda's marshal error), and an exception becomes a reported
 invocation error, logged once, that never reaches the gateway's event loop.
 """

@@ -8,6 +8,7 @@ when it stops. That environment is process-wide, hence one running stack per pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import os
 import socket
@@ -24,6 +25,7 @@ from streamer_core.auth import TokenIssuer
 
 from ..queue_rules import visibility_timeout
 from .affinity import pin_to_one_cpu
+from .collector import server_thresholds
 from .emulator import shared_emulator
 from .events import ApiIdentity
 from .gateway import Gateway
@@ -75,6 +77,9 @@ class LocalStackConfig:
     pin_cpu: bool = False
     """Keep every thread of this process on one CPU (`affinity`): `streamer dev` does, a
     library caller (a test run, say) keeps the process as it found it."""
+    server_gc: bool = False
+    """Collect garbage on a server's thresholds (`collector`) while the stack runs:
+    `streamer dev` does; a library caller keeps the process's own, restored at stop."""
     management: Literal["direct", "http"] = "direct"
     """How the handlers reach clients: "direct" hands each batch of frames to the gateway
     in-process (`direct_sender`); "http" sends every frame through boto3's management-API
@@ -97,6 +102,7 @@ class LocalStack:
         self._endpoint_url = ""
         self._port = 0
         self._owns_lock = False
+        self._gc_thresholds: tuple[int, int, int] | None = None
         self._socket: socket.socket | None = None
 
     # -- what callers use -------------------------------------------------------------
@@ -182,6 +188,8 @@ class LocalStack:
         config = self.config
         if config.pin_cpu:
             pin_to_one_cpu()
+        if config.server_gc:
+            self._gc_thresholds = server_thresholds()
         emulator = await asyncio.to_thread(shared_emulator)
         await asyncio.to_thread(emulator.reset)
         self._endpoint_url = emulator.endpoint_url
@@ -275,6 +283,9 @@ class LocalStack:
             self._invoker = None
             _reset_handler_caches()
             self._restore_environment()
+            if self._gc_thresholds is not None:
+                gc.set_threshold(*self._gc_thresholds)
+                self._gc_thresholds = None
             if self._owns_lock:
                 self._owns_lock = False
                 _running.release()
