@@ -66,6 +66,7 @@ async def _measure_size(size: int, repeat: int) -> Result:
                     raise RuntimeError(f"publish reached {reply['delivered']} of {size}")
                 return reply
 
+            collector_before = await stack.call("collector")
             for rep in range(repeat + 1):
                 plain_last, plain_median = await _deliver_once(plain_clients, broadcast)
                 stack_last, stack_median = await _deliver_once(stack_clients, publish)
@@ -79,6 +80,7 @@ async def _measure_size(size: int, repeat: int) -> Result:
                 series["stack"].append(stack_last)
                 series["stack_median"].append(stack_median)
                 series["query"].append(query["ms"])
+            collector_after = await stack.call("collector")
         finally:
             await clients.close_all(plain_clients + stack_clients)
     return Result(
@@ -93,6 +95,17 @@ async def _measure_size(size: int, repeat: int) -> Result:
             "median_client_ms": series["stack_median"],
             "plain_median_client_ms": series["plain_median"],
             "subscriber_query_ms": series["query"],
+            # Per generation (young to old), in the stack process over all runs.
+            "collector": {
+                key: [
+                    round(after - before, 2)
+                    for before, after in zip(
+                        collector_before[key], collector_after[key], strict=True
+                    )
+                ]
+                for key in ("collections", "total_ms")
+            }
+            | {"longest_ms": collector_after["longest_ms"]},
         },
     )
 

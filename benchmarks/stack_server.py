@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -57,6 +58,36 @@ def noop_router(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"statusCode": 200, "body": json.dumps(body, separators=(",", ":"))}
 
 
+class CollectorClock:
+    """Time spent in the cyclic garbage collector, per generation, for the figures' notes."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.totals = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation, spent = info["generation"], time.perf_counter() - self._started
+        self.totals[generation] += spent
+        self.counts[generation] += 1
+        self.longest[generation] = max(self.longest[generation], spent)
+
+    def report(self) -> dict[str, Any]:
+        """Counts and totals since start; the longest pause since the last report."""
+        report = {
+            "collections": list(self.counts),
+            "total_ms": [round(t * 1000, 2) for t in self.totals],
+            "longest_ms": [round(t * 1000, 2) for t in self.longest],
+        }
+        self.longest = [0.0, 0.0, 0.0]
+        return report
+
+
 def _functions(options: dict[str, Any]) -> Any:
     if not options.get("noop_router"):
         return None
@@ -78,6 +109,7 @@ async def main(options: dict[str, Any]) -> None:
 
     os.environ.update(HANDLER_ENVIRONMENT)
     stack_box: list[LocalStack] = []
+    collector = CollectorClock()
 
     @contextlib.asynccontextmanager
     async def start() -> AsyncIterator[dict[str, Any]]:
@@ -92,6 +124,7 @@ async def main(options: dict[str, Any]) -> None:
             },
             functions=_functions(options),
             pin_cpu=True,  # as `streamer dev` does
+            server_gc=True,  # likewise
         )
         async with LocalStack(config) as stack:
             stack_box.append(stack)
@@ -125,7 +158,15 @@ async def main(options: dict[str, Any]) -> None:
     async def count(_: dict[str, Any]) -> dict[str, Any]:
         return {"connections": len(stack_box[0].gateway.connections)}
 
-    commands = {"publish": do_publish, "query_subscribers": query_subscribers, "count": count}
+    async def collector_report(_: dict[str, Any]) -> dict[str, Any]:
+        return collector.report()
+
+    commands = {
+        "publish": do_publish,
+        "query_subscribers": query_subscribers,
+        "count": count,
+        "collector": collector_report,
+    }
     await serve(start, commands)
 
 
