@@ -44,6 +44,13 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 overall, the 12th and 13th after "pid (comm)".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _take_over_stdout() -> TextIO:
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     sys.stdout.flush()
@@ -106,6 +113,9 @@ class ServerProcess:
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     async def __aenter__(self) -> ServerProcess:
         self._proc = await asyncio.create_subprocess_exec(

@@ -32,6 +32,7 @@ async def _measure(config: RunConfig) -> list[Result]:
         "gateway": stack_process(noop_router=True),
     }
     runs: dict[str, list[list[float]]] = {name: [] for name in servers}
+    cpu_us: dict[str, list[float]] = {name: [] for name in servers}
     async with contextlib.AsyncExitStack() as stack:
         sockets = {}
         for name, server in servers.items():
@@ -42,7 +43,9 @@ async def _measure(config: RunConfig) -> list[Result]:
             sockets[name] = ws
         for _ in range(repeat):
             for name, ws in sockets.items():
+                before = servers[name].cpu_seconds()
                 runs[name].append(await clients.round_trips(ws, count, streamer=name != "plain"))
+                cpu_us[name].append((servers[name].cpu_seconds() - before) / count * 1e6)
     plain_runs, stack_runs, floor_runs = runs["plain"], runs["stack"], runs["gateway"]
     results = []
     for pct, limit in ((50, 2.0), (99, 3.0)):
@@ -68,6 +71,18 @@ async def _measure(config: RunConfig) -> list[Result]:
                 baseline_name="plain echo",
                 baseline_samples=[percentile(run, pct) for run in plain_runs],
                 note="what the local gateway costs before any handler work",
+            )
+        )
+    for name, label in (("stack", "sync echo"), ("gateway", "gateway only (no-op router)")):
+        results.append(
+            Result(
+                NAME,
+                f"{label} server CPU per round trip",
+                "us CPU",
+                cpu_us[name],
+                baseline_name="plain echo",
+                baseline_samples=cpu_us["plain"],
+                note="user + system time of the server process, all threads, per round trip",
             )
         )
     return results
