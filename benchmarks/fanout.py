@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks import clients
 from benchmarks.control import ServerProcess, raise_fd_limit
 from benchmarks.harness import Result, RunConfig, Target
-from benchmarks.stack_server import TENANT, require_local_stack, stack_process
+from benchmarks.stack_server import TENANT, collector_window, require_local_stack, stack_process
 
 NAME = "fanout"
 TOPIC = "bench.fanout"
@@ -96,16 +96,7 @@ async def _measure_size(size: int, repeat: int) -> Result:
             "plain_median_client_ms": series["plain_median"],
             "subscriber_query_ms": series["query"],
             # Per generation (young to old), in the stack process over all runs.
-            "collector": {
-                key: [
-                    round(after - before, 2)
-                    for before, after in zip(
-                        collector_before[key], collector_after[key], strict=True
-                    )
-                ]
-                for key in ("collections", "total_ms")
-            }
-            | {"longest_ms": collector_after["longest_ms"]},
+            "collector": collector_window(collector_before, collector_after),
         },
     )
 

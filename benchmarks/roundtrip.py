@@ -17,7 +17,7 @@ import contextlib
 from benchmarks import clients
 from benchmarks.control import ServerProcess
 from benchmarks.harness import Result, RunConfig, Target, percentile
-from benchmarks.stack_server import require_local_stack, stack_process
+from benchmarks.stack_server import collector_window, require_local_stack, stack_process
 
 NAME = "roundtrip"
 WARMUP = 50
@@ -41,11 +41,17 @@ async def _measure(config: RunConfig) -> list[Result]:
             stack.push_async_callback(ws.close)
             await clients.round_trips(ws, WARMUP, streamer=name != "plain")
             sockets[name] = ws
+        streamer_servers = ("stack", "gateway")
+        before = {name: await servers[name].call("collector") for name in streamer_servers}
         for _ in range(repeat):
             for name, ws in sockets.items():
-                before = servers[name].cpu_seconds()
+                started = servers[name].cpu_seconds()
                 runs[name].append(await clients.round_trips(ws, count, streamer=name != "plain"))
-                cpu_us[name].append((servers[name].cpu_seconds() - before) / count * 1e6)
+                cpu_us[name].append((servers[name].cpu_seconds() - started) / count * 1e6)
+        collector = {
+            name: collector_window(before[name], await servers[name].call("collector"))
+            for name in streamer_servers
+        }
     plain_runs, stack_runs, floor_runs = runs["plain"], runs["stack"], runs["gateway"]
     results = []
     for pct, limit in ((50, 2.0), (99, 3.0)):
@@ -59,6 +65,7 @@ async def _measure(config: RunConfig) -> list[Result]:
                 baseline_samples=[percentile(run, pct) for run in plain_runs],
                 target=Target(limit),
                 note=f"{count} sequential round trips per run",
+                extra={"collector": collector["stack"]},
             )
         )
     for pct in (50, 99):
@@ -71,6 +78,7 @@ async def _measure(config: RunConfig) -> list[Result]:
                 baseline_name="plain echo",
                 baseline_samples=[percentile(run, pct) for run in plain_runs],
                 note="what the local gateway costs before any handler work",
+                extra={"collector": collector["gateway"]},
             )
         )
     for name, label in (("stack", "sync echo"), ("gateway", "gateway only (no-op router)")):

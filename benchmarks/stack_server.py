@@ -88,6 +88,15 @@ class CollectorClock:
         return report
 
 
+def collector_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the collector did between two `collector` reports, per generation (young first)."""
+    window = {
+        key: [round(b - a, 2) for a, b in zip(before[key], after[key], strict=True)]
+        for key in ("collections", "total_ms")
+    }
+    return {**window, "longest_ms": after["longest_ms"]}
+
+
 def _functions(options: dict[str, Any]) -> Any:
     if not options.get("noop_router"):
         return None
