@@ -71,8 +71,7 @@ class DaemonPool:
                 return
             future, fn, args = job
             if not future.set_running_or_notify_cancel():
-                with self._lock:
-                    self._idle += 1
+                self._free()
                 continue
             try:
                 result = fn(*args)
