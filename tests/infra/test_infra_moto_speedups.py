@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -203,3 +204,36 @@ def test_an_item_is_sized_as_moto_sizes_it(item: dict[str, Any]) -> None:
     stored = Item(hash_key=DynamoType({"S": "key"}), range_key=None, attrs=item)
     expected = sum(bytesize(key) + DynamoType.size(value) for key, value in stored.attrs.items())
     assert stored.size() == expected
+
+
+def _dynamodb_order(value: dict[str, Any]) -> tuple[str, Any]:
+    """How DynamoDB compares a key value: strings and binaries as given, numbers as numbers."""
+    ((kind, inner),) = value.items()
+    return kind, Decimal(inner) if kind == "N" else inner
+
+
+_key = st.one_of(
+    _text.map(lambda v: {"S": v}),
+    _number.map(lambda v: {"N": v}),
+    st.binary(max_size=8).map(lambda v: {"B": v}),
+    st.booleans().map(lambda v: {"BOOL": v}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_key, b=_key)
+def test_values_compare_as_dynamodb_compares_them(a: dict[str, Any], b: dict[str, Any]) -> None:
+    # A query matches every item's key against the condition's and sorts the matches by
+    # these comparisons; the fast cast must keep both.
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert install_moto_speedups()
+    left, right = DynamoType(a), DynamoType(b)
+    (kind_a, order_a), (kind_b, order_b) = _dynamodb_order(a), _dynamodb_order(b)
+    assert (left == right) == (kind_a == kind_b and order_a == order_b)
+    assert (left != right) == (kind_a != kind_b or order_a != order_b)
+    if kind_a == kind_b:
+        assert (left < right) == (order_a < order_b)
+        assert (left > right) == (order_a > order_b)
+    if left == right:
+        assert hash(left) == hash(right)

@@ -14,7 +14,11 @@ result back, about half of a subscriber query's time in the emulator; a projecti
 top-level names whose values that round trip leaves as they are (strings, booleans, nulls,
 integers in canonical form) now copies those values instead. A query also deep-copies and
 sizes every item it reads; strings, numbers, booleans and nulls are copied and sized
-directly, with the answers moto's own code gives.
+directly, with the answers moto's own code gives. And it compares the key of every item in
+the table with the condition's, then sorts the matches, each comparison asking a value for
+its ``cast_value``, which answers a string with itself only after five questions about its
+type; strings, binaries and booleans now answer at once (a 1,000-item index query in-process:
+42.5 ms to 38 ms, the minimum of 30).
 
 "Provably changes nothing" is kept narrow: a value qualifies only if it is built from
 `str`, `bool`, `list` and `dict` alone, with no binary members (`B`, `BS`, which the walk
@@ -114,7 +118,8 @@ def install_moto_speedups() -> bool:
         if _installed is None:
             serializer = _install_serializer()
             items = _install_item_paths()
-            _installed = serializer and items
+            casts = _install_cast_value()
+            _installed = serializer and items and casts
         return _installed
 
 
@@ -206,4 +211,27 @@ def _install_item_paths() -> bool:
     Item.project = project  # type: ignore[method-assign]
     Item.__deepcopy__ = __deepcopy__  # type: ignore[method-assign]
     Item.size = size  # type: ignore[method-assign]
+    return True
+
+
+_SELF_CAST_TYPES = frozenset({"S", "B", "BOOL"})
+"""Types whose ``cast_value`` in moto is the value itself (the last branch of its chain)."""
+
+
+def _install_cast_value() -> bool:
+    try:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+    except ImportError:
+        return False
+    prop = DynamoType.__dict__.get("cast_value")
+    original = getattr(prop, "fget", None)
+    if not isinstance(prop, property) or original is None:
+        return False
+
+    def cast_value(self: Any) -> Any:
+        if self.type in _SELF_CAST_TYPES:
+            return self.value
+        return original(self)
+
+    DynamoType.cast_value = property(cast_value)  # type: ignore[assignment,method-assign]
     return True
