@@ -56,8 +56,9 @@ class TimerThread:
 
     A called-off timer at the head of the heap leaves it at once; one further in stays until
     it comes due or until such timers outnumber the live ones, when the heap is rebuilt
-    without them. The heap never holds more than twice what is live (plus a small floor),
-    and the thread wakes only for timers that were live when it went to sleep.
+    without them. The heap never holds more than twice what is live (plus a small floor).
+    The thread wakes for the earliest timer that was live when it went to sleep or, with
+    none left, once at the latest due time armed (see ``_wake_time``).
     """
 
     COMPACT_FLOOR = 1024

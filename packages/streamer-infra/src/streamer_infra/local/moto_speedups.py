@@ -1,4 +1,4 @@
-"""Faster paths through moto's DynamoDB code where it only copies or measures values.
+"""Faster paths through moto's DynamoDB code where it only copies, measures or compares values.
 
 moto 5.2 serializes every response by walking botocore's output model. For DynamoDB that
 means visiting each `AttributeValue` union of each item and trying all ten of its members
