@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from e2e_support import (
@@ -15,7 +18,11 @@ from e2e_support import (
     open_ws,
 )
 from streamer_infra.local import LocalStack
+from streamer_infra.local.management import api_timestamp
 from websockets.exceptions import ConnectionClosed
+
+API_GATEWAY_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+"""`2020-04-30T20:10:33.236Z`: how API Gateway writes `connectedAt` and `lastActiveAt`."""
 
 
 async def _connected(stack: LocalStack, user: str):  # type: ignore[no-untyped-def]
@@ -44,6 +51,35 @@ async def test_get_reports_the_connection(local_stack: LocalStack) -> None:
     assert isinstance(info["LastActiveAt"], datetime)
     assert info["Identity"]["SourceIp"] == "127.0.0.1"
     assert info["Identity"]["UserAgent"].startswith("Python/")
+
+
+async def test_get_writes_times_with_three_fractional_digits(local_stack: LocalStack) -> None:
+    ws, connection_id = await _connected(local_stack, "m-get-times")
+    client = management_client(local_stack)
+    bodies: list[bytes] = []
+
+    def keep_body(response_dict: dict[str, Any], **_: Any) -> None:
+        bodies.append(response_dict["body"])
+
+    # What boto3 received before parsing it into datetimes (what the AWS CLI prints).
+    client.meta.events.register("before-parse.apigatewaymanagementapi.GetConnection", keep_body)
+    async with ws:
+        info = await asyncio.to_thread(client.get_connection, ConnectionId=connection_id)
+    (body,) = bodies
+    raw = json.loads(body)
+    for field, parsed_key in (("connectedAt", "ConnectedAt"), ("lastActiveAt", "LastActiveAt")):
+        assert API_GATEWAY_TIME.fullmatch(raw[field]), raw[field]
+        parsed = info[parsed_key]
+        assert parsed.utcoffset() == timedelta(0)
+        assert parsed.microsecond == int(raw[field][20:23]) * 1000
+
+
+def test_times_keep_three_digits_when_the_milliseconds_are_zero() -> None:
+    whole_second = int(datetime(2020, 4, 30, 20, 10, 33, tzinfo=UTC).timestamp()) * 1000
+    assert api_timestamp(whole_second) == "2020-04-30T20:10:33.000Z"
+    assert api_timestamp(whole_second + 236) == "2020-04-30T20:10:33.236Z"
+    assert api_timestamp(whole_second + 7) == "2020-04-30T20:10:33.007Z"
+    assert api_timestamp(0) == "1970-01-01T00:00:00.000Z"
 
 
 async def test_gone_after_disconnect_raises_goneexception(local_stack: LocalStack) -> None:

@@ -17,7 +17,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .gateway import Gateway, LiveConnection
 
-__all__ = ["management_routes"]
+__all__ = ["api_timestamp", "management_routes"]
 
 _PATH = "/{stage}/@connections/{connection_id}"
 
@@ -34,8 +34,16 @@ def _request_id() -> str:
     return str(uuid.uuid4())
 
 
-def _iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+def api_timestamp(epoch_ms: int) -> str:
+    """A time as API Gateway writes it in `GetConnection`: UTC, always three fractional digits.
+
+    The AWS CLI and raw HTTP clients show the string as received, so scripts that parse or
+    compare it depend on the exact form (`2020-04-30T20:10:33.236Z`, also when the
+    milliseconds are zero), not only on the instant.
+    """
+    seconds, millis = divmod(epoch_ms, 1000)
+    whole = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{millis:03d}Z"
 
 
 def management_routes(gateway: Gateway) -> list[web.RouteDef]:
@@ -78,9 +86,9 @@ def management_routes(gateway: Gateway) -> list[web.RouteDef]:
             identity["userAgent"] = found.facts.user_agent
         return web.json_response(
             {
-                "connectedAt": _iso(found.facts.connected_at),
+                "connectedAt": api_timestamp(found.facts.connected_at),
                 "identity": identity,
-                "lastActiveAt": _iso(found.last_active_ms),
+                "lastActiveAt": api_timestamp(found.last_active_ms),
             },
             headers={"x-amzn-RequestId": _request_id()},
         )
