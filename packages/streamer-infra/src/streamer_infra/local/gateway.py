@@ -33,7 +33,7 @@ from .events import (
     message_event,
 )
 from .invoker import Invoker, LocalFunction
-from .limits import GatewayLimits, byte_size, oversize_error
+from .limits import GatewayLimits, byte_size, header_section_bytes, oversize_error
 from .management import management_routes
 
 __all__ = ["Gateway", "GatewayCounters", "LiveConnection", "Route", "RouteTable"]
@@ -55,6 +55,21 @@ for _name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.websoc
     logging.getLogger(_name).addFilter(_RedactTokens())
 
 _GOING_AWAY = 1001
+
+_PARSER_HEADROOM = 8
+"""How far above the gateway's header limit aiohttp's own parser limits sit.
+
+aiohttp refuses a head over its limits before any handler runs, with an HTTP/1.0 400 whose
+body quotes the start of the offending line (a token, for an Authorization header) and
+which the `websockets` client cannot parse. With its limits well above the gateway's, a head
+API Gateway would refuse reaches `_websocket` and gets the gateway's own answer; only one
+many times over the limit still meets aiohttp's.
+"""
+
+_HEADERS_TOO_LARGE = 431
+"""The answer to a head over the limit. AWS documents the size (see `limits`), not the status;
+431 (Request Header Fields Too Large) is what public reports of hitting this limit on API
+Gateway show, and what RFC 6585 defines for it (a 400 would also be allowed, and tells less)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +187,16 @@ class Gateway:
 
     def _build_app(self) -> web.Application:
         # The management API checks sizes itself so it can answer as the real service does.
-        app = web.Application(client_max_size=self.limits.max_message_bytes * 8)
+        room = max(self.limits.max_header_bytes * _PARSER_HEADROOM, 8190)
+        app = web.Application(
+            client_max_size=self.limits.max_message_bytes * 8,
+            handler_args={
+                "max_line_size": room,
+                "max_field_size": room,
+                # The shortest header line is four bytes ("a:" and CRLF).
+                "max_headers": room // 4,
+            },
+        )
         app.router.add_get("/{stage}", self._websocket)
         app.router.add_routes(management_routes(self))
         return app
@@ -191,6 +215,9 @@ class Gateway:
             logger.error("gateway task failed", exc_info=task.exception())
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if _head_bytes(request) > self.limits.max_header_bytes:
+            # A fixed body: nothing of the request (where tokens travel) is echoed.
+            return _message_response(_HEADERS_TOO_LARGE, "Request Header Fields Too Large")
         if request.match_info["stage"] != self.api.stage:
             return _message_response(403, "Forbidden")
         # Offer the probe the client's own subprotocols: with none in common aiohttp logs
@@ -420,6 +447,12 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+def _head_bytes(request: web.BaseRequest) -> int:
+    version = request.version
+    line = f"{request.method} {request.raw_path} HTTP/{version.major}.{version.minor}"
+    return header_section_bytes(line.encode("utf-8", "surrogateescape"), request.raw_headers)
 
 
 def _message_response(status: int, message: str) -> web.Response:

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["GatewayLimits", "byte_size", "oversize_error"]
+__all__ = [
+    "API_GATEWAY_MAX_HEADER_BYTES",
+    "GatewayLimits",
+    "byte_size",
+    "header_section_bytes",
+    "oversize_error",
+]
+
+API_GATEWAY_MAX_HEADER_BYTES = 10240
+"""API Gateway's "total combined size of request line and header values", in bytes.
+
+AWS's quota tables give this figure for HTTP and REST APIs; the WebSocket table lists no
+header quota of its own, and the failure users report from API Gateway for an oversized
+header ("HTTP header is larger than 10240 bytes") names the same figure.
+"""
 
 
 @dataclass(frozen=True)
@@ -15,6 +30,21 @@ class GatewayLimits:
     max_message_bytes: int = 128 * 1024
     idle_timeout: float = 10 * 60
     max_lifetime: float = 2 * 60 * 60
+    max_header_bytes: int = API_GATEWAY_MAX_HEADER_BYTES
+    """Request line plus headers of the upgrade request, counted by `header_section_bytes`."""
+
+
+def header_section_bytes(request_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The size of a request's head as sent: request line and every header line.
+
+    AWS words the quota as the request line plus header *values*; names and separators are
+    counted here too, the stricter reading, so that a handshake accepted locally is accepted
+    by API Gateway whichever reading the service applies.
+    """
+    total = len(request_line) + 2
+    for name, value in headers:
+        total += len(name) + len(value) + 4
+    return total
 
 
 def byte_size(data: str | bytes, limit: int) -> int:
