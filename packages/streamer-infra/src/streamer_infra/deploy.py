@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .build import BuildError, build
+from .build import Artifact, BuildError, build
+from .build import parse_args as parse_build_args
 
 COMMANDS = ("build", "preview", "up", "destroy")
 DEFAULT_ENV = "dev"
@@ -91,10 +92,21 @@ def extra_sources() -> list[Path]:
     return [Path(part) for part in value.split(os.pathsep) if part]
 
 
+def build_command(extra: Sequence[str]) -> Artifact:
+    """`build [--platform lambda|host] [--output DIR] [--source DIR]`: the options of
+    `python -m streamer_infra.build`, so `hatch run infra:build --platform host` builds the
+    archive `streamer dev --from-build` runs."""
+    options = parse_build_args(extra)
+    sources = [*extra_sources(), *options.source]
+    if options.platform == "lambda":
+        return build(options.output, sources)
+    return build(options.output, sources, platform=options.platform)
+
+
 def run(command: str, env: str, extra: Sequence[str]) -> int:
     """One command end to end; returns the exit code Pulumi returned."""
     if command == "build":
-        print(build(None, extra_sources()).summary())
+        print(build_command(extra).summary())
         return 0
     pulumi = require_pulumi()
     require_aws_credentials()
