@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .routes import PROCESSOR_TIMEOUT_SECONDS
+
 DEFAULT_APP = "streamer_handlers.demo:app"
 API_GATEWAY_INTEGRATION_LIMIT = 29.0
 """API Gateway drops a route integration after 29 s, so sync actions must finish before it."""
@@ -76,7 +78,7 @@ class Settings:
     progress_per_second: float = 10.0
     sync_timeout: float = 25.0
     max_receive_count: int = 5
-    processor_timeout: int = 900
+    processor_timeout: int = PROCESSOR_TIMEOUT_SECONDS
     demo_delay: float = 0.5
     max_subscriptions: int = 100
     """Topics one connection may subscribe to (its own requests do not count)."""
@@ -94,13 +96,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``)."""
+        """Build settings from ``environ`` (default ``os.environ``); an unset variable keeps
+        the field's default, declared once above."""
         env = os.environ if environ is None else environ
         tenants = _text(env, "STREAMER_ALLOWED_TENANTS")
         allowed = frozenset(t.strip() for t in tenants.split(",") if t.strip()) if tenants else None
         endpoint = _text(env, "STREAMER_MANAGEMENT_ENDPOINT")
+        chunk = _text(env, "STREAMER_RATE_LIMIT_CHUNK")
         return cls(
-            env=_text(env, "STREAMER_ENV") or "dev",
+            env=_text(env, "STREAMER_ENV") or _DEFAULTS.env,
             connections_table=_text(env, "STREAMER_CONNECTIONS_TABLE"),
             subscriptions_table=_text(env, "STREAMER_SUBSCRIPTIONS_TABLE"),
             requests_table=_text(env, "STREAMER_REQUESTS_TABLE"),
@@ -113,17 +117,32 @@ class Settings:
             jwt_issuer=_text(env, "STREAMER_JWT_ISSUER"),
             jwt_audience=_text(env, "STREAMER_JWT_AUDIENCE"),
             allowed_tenants=allowed,
-            app=_text(env, "STREAMER_APP") or DEFAULT_APP,
-            rate_limit=_integer(env, "STREAMER_RATE_LIMIT", 100, minimum=1),
-            # 0 is below the minimum, so it can only come from the default: unset.
-            rate_limit_chunk=_integer(env, "STREAMER_RATE_LIMIT_CHUNK", 0, minimum=1) or None,
-            progress_per_second=_number(env, "STREAMER_PROGRESS_PER_SECOND", 10.0, minimum=0.001),
-            sync_timeout=_number(env, "STREAMER_SYNC_TIMEOUT", 25.0, minimum=0.001),
-            max_receive_count=_integer(env, "STREAMER_MAX_RECEIVE_COUNT", 5, minimum=1),
-            processor_timeout=_integer(env, "STREAMER_PROCESSOR_TIMEOUT", 900, minimum=1),
-            demo_delay=_number(env, "STREAMER_DEMO_DELAY", 0.5, minimum=0.0),
-            max_subscriptions=_integer(env, "STREAMER_MAX_SUBSCRIPTIONS", 100, minimum=1),
+            app=_text(env, "STREAMER_APP") or _DEFAULTS.app,
+            rate_limit=_integer(env, "STREAMER_RATE_LIMIT", _DEFAULTS.rate_limit, minimum=1),
+            rate_limit_chunk=(
+                _integer(env, "STREAMER_RATE_LIMIT_CHUNK", 1, minimum=1) if chunk else None
+            ),
+            progress_per_second=_number(
+                env, "STREAMER_PROGRESS_PER_SECOND", _DEFAULTS.progress_per_second, minimum=0.001
+            ),
+            sync_timeout=_number(
+                env, "STREAMER_SYNC_TIMEOUT", _DEFAULTS.sync_timeout, minimum=0.001
+            ),
+            max_receive_count=_integer(
+                env, "STREAMER_MAX_RECEIVE_COUNT", _DEFAULTS.max_receive_count, minimum=1
+            ),
+            processor_timeout=_integer(
+                env, "STREAMER_PROCESSOR_TIMEOUT", _DEFAULTS.processor_timeout, minimum=1
+            ),
+            demo_delay=_number(env, "STREAMER_DEMO_DELAY", _DEFAULTS.demo_delay, minimum=0.0),
+            max_subscriptions=_integer(
+                env, "STREAMER_MAX_SUBSCRIPTIONS", _DEFAULTS.max_subscriptions, minimum=1
+            ),
         )
+
+
+_DEFAULTS = Settings()
+"""Each field's default, read by :meth:`Settings.from_env` so that no default is written twice."""
 
 
 @lru_cache(maxsize=1)

@@ -115,11 +115,6 @@ class StackSettings:
         return {"environment": self.environment, "service": SERVICE}
 
     @property
-    def metrics_service(self) -> str:
-        """The service name Powertools logs under; one value per environment."""
-        return f"{SERVICE}-{self.environment}"
-
-    @property
     def metric_dimensions(self) -> dict[str, str]:
         """What the functions put on every custom metric (the handlers' declaration); the
         environment dimension keeps dev traffic out of production's alarms in a shared account."""

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 from streamer_handlers import FunctionSpec
+from streamer_handlers.environment import function_environment
 
-from .config import DEFAULT_RUNTIME, METRICS_NAMESPACE, SERVICE, StackSettings
+from .config import DEFAULT_RUNTIME, SERVICE, StackSettings
 from .iam import Resolver, create_role
 from .kms import StackKey
 
@@ -54,40 +55,36 @@ def base_environment(
     management_endpoint: pulumi.Input[str],
     processor_timeout: int,
 ) -> dict[str, pulumi.Input[str]]:
-    """The variables `streamer_handlers.Settings.from_env()` reads, identical for every
-    function so any of them can serve any route the metadata gives it.
+    """This stack's values for the handlers' one environment contract
+    (`streamer_handlers.environment.function_environment`), which the local stack uses too.
 
     The secret's ARN is always there: Secrets Manager stays the key's home, and the source the
     functions read when the key is not given inline (`jwtPublicKeyInEnvironment` false)."""
-    variables: dict[str, pulumi.Input[str]] = {
-        "STREAMER_ENV": settings.environment,
-        "STREAMER_QUEUE_URL": queue_url,
-        "STREAMER_MANAGEMENT_ENDPOINT": management_endpoint,
-        "STREAMER_JWT_PUBLIC_KEY_SECRET": public_key_secret_arn,
-        "STREAMER_MAX_RECEIVE_COUNT": str(settings.max_receive_count),
-        "STREAMER_PROCESSOR_TIMEOUT": str(processor_timeout),
-        "POWERTOOLS_SERVICE_NAME": settings.metrics_service,
-        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-        "POWERTOOLS_LOG_LEVEL": settings.log_level,
-        "POWERTOOLS_TRACE_DISABLED": "false",
-    }
-    for logical, name in table_names.items():
-        variables[f"STREAMER_{logical.upper()}_TABLE"] = name
-    optional = {
-        "STREAMER_APP": settings.app,
-        "STREAMER_JWT_ISSUER": settings.jwt_issuer,
-        "STREAMER_JWT_AUDIENCE": settings.jwt_audience,
-        "STREAMER_ALLOWED_TENANTS": settings.allowed_tenants,
-        "STREAMER_RATE_LIMIT": str(settings.rate_limit) if settings.rate_limit else None,
-    }
-    variables.update({k: v for k, v in optional.items() if v is not None})
-    if settings.jwt_public_key_in_environment:
-        # The same value the secret holds (both come from `jwtPublicKey`); the handlers prefer
-        # it to the secret. It is a public key: unsecret, or Pulumi would mark the whole
-        # environment secret and previews would hide every variable. Lambda still encrypts
-        # the variables at rest with the stack key (`kms_key_arn`).
-        variables["STREAMER_JWT_PUBLIC_KEY"] = pulumi.Output.unsecret(settings.jwt_public_key)
-    return variables
+    # The same value the secret holds (both come from `jwtPublicKey`); the handlers prefer
+    # it to the secret. It is a public key: unsecret, or Pulumi would mark the whole
+    # environment secret and previews would hide every variable. Lambda still encrypts
+    # the variables at rest with the stack key (`kms_key_arn`).
+    inline_key: pulumi.Input[str] | None = (
+        pulumi.Output.unsecret(settings.jwt_public_key)
+        if settings.jwt_public_key_in_environment
+        else None
+    )
+    return function_environment(
+        settings.environment,
+        tables=table_names,
+        queue_url=queue_url,
+        management_endpoint=management_endpoint,
+        jwt_public_key_secret=public_key_secret_arn,
+        jwt_public_key=inline_key,
+        log_level=settings.log_level,
+        app=settings.app,
+        jwt_issuer=settings.jwt_issuer,
+        jwt_audience=settings.jwt_audience,
+        allowed_tenants=settings.allowed_tenants,
+        rate_limit=settings.rate_limit,
+        max_receive_count=settings.max_receive_count,
+        processor_timeout=processor_timeout,
+    )
 
 
 def create_function(
