@@ -21,7 +21,7 @@ from streamer_infra.local.events import (
     disconnect_event,
     message_event,
 )
-from streamer_infra.local.invoker import Invocation, Invoker, LocalFunction
+from streamer_infra.local.invoker import Invocation, LocalFunction, ThreadInvoker
 from streamer_infra.local.sqs import sqs_event, succeeded_receipts
 from streamer_infra.local.threads import DaemonPool
 
@@ -201,7 +201,7 @@ def _function(handler: Any, *, timeout: float, concurrency: int = 1) -> LocalFun
 
 
 async def test_an_invocation_past_its_timeout_is_reported_as_lambda_does() -> None:
-    invoker = Invoker(function_prefix="rules")
+    invoker = ThreadInvoker(function_prefix="rules")
     release = threading.Event()
     try:
         slow = _function(lambda event, context: release.wait(10), timeout=0.2)
@@ -214,7 +214,7 @@ async def test_an_invocation_past_its_timeout_is_reported_as_lambda_does() -> No
 
 
 async def test_waiting_for_a_free_worker_is_not_charged_to_the_timeout() -> None:
-    invoker = Invoker(function_prefix="rules")
+    invoker = ThreadInvoker(function_prefix="rules")
     try:
         # One worker: the second invocation waits 0.3 s for the first, longer than its
         # 0.25 s timeout, then runs for 0.1 s of it.
@@ -231,7 +231,7 @@ async def test_waiting_for_a_free_worker_is_not_charged_to_the_timeout() -> None
 
 
 async def test_a_handler_that_exits_fails_its_invocation_only() -> None:
-    invoker = Invoker(function_prefix="rules")
+    invoker = ThreadInvoker(function_prefix="rules")
     try:
         exiting = _function(lambda event, context: sys.exit(3), timeout=5)
         outcome = await invoker.invoke(exiting, {})

@@ -70,6 +70,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="let the kernel spread the stack's threads over every CPU (default: one CPU)",
     )
 
+    _add_build_options(dev)
+    dev.add_argument(
+        "--traces",
+        action="store_true",
+        help="print each trace segment the functions send (name and duration; --from-build)",
+    )
+
     token = commands.add_parser("token", help="mint a token the local stack accepts")
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--tenant", required=True, help="tenant id")
@@ -80,7 +87,37 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="start the stack, run echo and a job, stop")
     demo.add_argument("--port", type=int, default=0)
+    _add_build_options(demo)
     return parser
+
+
+def _add_build_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--from-build",
+        action="store_true",
+        help="run the functions from the built Lambda archive, as Lambda's runtime does "
+        "(builds this machine's archive, or reuses it when nothing changed)",
+    )
+    command.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="ZIP",
+        help="with --from-build: run this archive instead of building one",
+    )
+
+
+def _build_notice(args: argparse.Namespace, out: TextIO) -> None:
+    if args.archive is not None and not args.from_build:
+        raise CliError("--archive needs --from-build")
+    if args.archive is not None and not args.archive.is_file():
+        raise CliError(f"no archive at {args.archive}")
+    if args.from_build and args.archive is None:
+        print(
+            "Building the Lambda archive for this machine (reused when nothing changed)...",
+            file=out,
+            flush=True,
+        )
 
 
 def _read(path: Path, what: str) -> str:
@@ -154,7 +191,14 @@ def _dev_config(args: argparse.Namespace) -> LocalStackConfig:
         state_dir=args.state_dir,
         pin_cpu=args.pin_cpu,
         server_gc=True,
+        from_build=args.from_build,
+        archive=args.archive,
+        on_trace=_print_trace if args.traces else None,
     )
+
+
+def _print_trace(segment: Any) -> None:
+    print(segment.describe(), flush=True)
 
 
 def _banner(stack: LocalStack, app: str | None, out: TextIO) -> None:
@@ -163,6 +207,8 @@ def _banner(stack: LocalStack, app: str | None, out: TextIO) -> None:
         f"  WebSocket URL:        {stack.ws_url}",
         f"  Management endpoint:  {stack.management_url}",
     ]
+    if stack.config.from_build:
+        lines.append("  Functions:            from the built Lambda archive, one process each")
     try:
         token = stack.token("dev-user", "dev-tenant", ttl=24 * 3600)
     except ValueError:
@@ -203,7 +249,10 @@ async def _serve_until_signalled(config: LocalStackConfig, out: TextIO) -> None:
 
 
 def _dev(args: argparse.Namespace, out: TextIO) -> int:
+    if args.traces and not args.from_build:
+        raise CliError("--traces needs --from-build: only Lambda's runtime starts the tracer")
     config = _dev_config(args)
+    _build_notice(args, out)
     # `--app myapp:app` names a module of the user's project, as `python -m` would find it.
     if args.app and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -244,15 +293,17 @@ class _ProgressBar:
             self._out.write("\n")
 
 
-async def _run_demo(port: int, out: TextIO) -> None:
+async def _run_demo(args: argparse.Namespace, out: TextIO) -> None:
     from streamer_client import StreamerClient
 
     from .local.stack import LocalStack, LocalStackConfig
 
     with tempfile.TemporaryDirectory(prefix="streamer-demo-") as state:
         config = LocalStackConfig(
-            port=port,
+            port=args.port,
             state_dir=Path(state),
+            from_build=args.from_build,
+            archive=args.archive,
             # The handlers' JSON logs would bury the demo's output.
             environment={"POWERTOOLS_LOG_LEVEL": "WARNING"},
         )
@@ -273,7 +324,8 @@ async def _run_demo(port: int, out: TextIO) -> None:
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
-    asyncio.run(_run_demo(args.port, out))
+    _build_notice(args, out)
+    asyncio.run(_run_demo(args, out))
     return 0
 
 

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from .background import BackgroundStack
     from .emulator import AwsEmulator, shared_emulator
     from .gateway import Gateway, GatewayCounters, LiveConnection, Route, RouteTable
-    from .invoker import Invocation, Invoker, LocalFunction
+    from .invoker import Invocation, Invoker, LocalFunction, ThreadInvoker
     from .keys import DEV_ISSUER, DevKeys, keys_from_files, load_or_create_keys
     from .limits import GatewayLimits
+    from .processes import ProcessInvoker
     from .provision import Provisioned
     from .stack import LocalStack, LocalStackConfig, StackAlreadyRunningError
     from .wiring import FunctionSpecLike
+    from .xray import TraceSegment, XRaySink
 
 _EXPORTS = {
     "BackgroundStack": "background",
@@ -34,6 +36,10 @@ _EXPORTS = {
     "Invocation": "invoker",
     "Invoker": "invoker",
     "LocalFunction": "invoker",
+    "ThreadInvoker": "invoker",
+    "ProcessInvoker": "processes",
+    "TraceSegment": "xray",
+    "XRaySink": "xray",
     "DEV_ISSUER": "keys",
     "DevKeys": "keys",
     "keys_from_files": "keys",
@@ -61,10 +67,14 @@ __all__ = [
     "LocalFunction",
     "LocalStack",
     "LocalStackConfig",
+    "ProcessInvoker",
     "Provisioned",
     "Route",
     "RouteTable",
     "StackAlreadyRunningError",
+    "ThreadInvoker",
+    "TraceSegment",
+    "XRaySink",
     "keys_from_files",
     "load_or_create_keys",
     "shared_emulator",

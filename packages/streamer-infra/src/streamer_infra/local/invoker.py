@@ -19,14 +19,14 @@ import traceback
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from streamer_core.auth import redact_tokens
 
 from .events import LambdaContext
 from .threads import DaemonPool
 
-__all__ = ["Handler", "Invocation", "Invoker", "LocalFunction"]
+__all__ = ["Handler", "Invocation", "Invoker", "LocalFunction", "ThreadInvoker", "log_failure"]
 
 logger = logging.getLogger("streamer.local.lambda")
 
@@ -42,6 +42,9 @@ class LocalFunction:
     timeout: float = 30.0
     memory: int = 3008
     concurrency: int = 64
+    entry: str | None = None
+    """The handler string (`package.module.function`) an archive's runtime imports; None for
+    a function given as a callable, which can only run in this process."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,24 @@ class Invocation:
         return self.error_type is None
 
 
-class Invoker:
+class Invoker(Protocol):
+    """What the gateway and the queue poller need to run a function, wherever it runs: on
+    threads of this process (`ThreadInvoker`) or in worker processes from the built archive
+    (`processes.ProcessInvoker`)."""
+
+    async def invoke(
+        self,
+        function: LocalFunction,
+        event: dict[str, Any],
+        *,
+        expected_errors: Collection[str] = (),
+        fresh: bool = False,
+    ) -> Invocation: ...
+
+    def shutdown(self) -> None: ...
+
+
+class ThreadInvoker:
     """Invokes `LocalFunction`s on per-function thread pools."""
 
     def __init__(
@@ -219,17 +239,14 @@ def _outcome(
         result = handler(json.loads(payload) if isinstance(payload, str) else payload, context)
     except BaseException as exc:  # a handler's sys.exit() ends its invocation, not a worker
         message = str(exc)
-        if message in expected:
-            logger.info("%s %s: %s", context.function_name, request_id, message)
-        else:
-            # Tracebacks quote arguments and messages: a token must not reach the log.
-            logger.error(
-                "%s %s failed: %s\n%s",
-                context.function_name,
-                request_id,
-                type(exc).__name__,
-                redact_tokens("".join(traceback.format_exception(exc)).rstrip()),
-            )
+        log_failure(
+            context.function_name,
+            request_id,
+            type(exc).__name__,
+            message,
+            "".join(traceback.format_exception(exc)),
+            expected=message in expected,
+        )
         return Invocation(request_id, None, type(exc).__name__, message)
     try:
         marshalled = json.loads(json.dumps(result))
@@ -238,3 +255,27 @@ def _outcome(
         logger.error("%s %s: %s", context.function_name, request_id, message)
         return Invocation(request_id, None, "Runtime.MarshalError", message)
     return Invocation(request_id, marshalled)
+
+
+def log_failure(
+    function_name: str,
+    request_id: str,
+    error_type: str,
+    message: str,
+    stack: str,
+    *,
+    expected: bool = False,
+) -> None:
+    """Log a failed invocation once: one quiet line when the error is part of the function's
+    contract, the redacted traceback otherwise (tracebacks quote arguments and messages, and a
+    token must not reach the log)."""
+    if expected:
+        logger.info("%s %s: %s", function_name, request_id, message)
+        return
+    logger.error(
+        "%s %s failed: %s\n%s",
+        function_name,
+        request_id,
+        error_type,
+        redact_tokens(stack.rstrip() or message),
+    )

@@ -1,8 +1,12 @@
 """`LocalStack`: the emulator, the resources, the gateway and the queue poller as one unit.
 
-The handlers are configured only through their environment, exactly as on AWS, so the
-stack sets every variable they read before importing them and puts the old values back
-when it stops. That environment is process-wide, hence one running stack per process.
+The handlers are configured only through their environment, exactly as on AWS: the stack
+builds it with the deployment's own function (`streamer_handlers.environment`) plus the few
+variables that must differ locally (`local_only_environment`). The functions run either on
+threads of this process, or from the built Lambda archive in worker processes of their own
+(`from_build`, `processes`). In this process the stack sets the variables before importing
+the handlers and puts the old values back when it stops; that environment is process-wide,
+hence one running stack per process.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +26,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from streamer_core.auth import TokenIssuer
+from streamer_handlers.environment import function_environment
 
 from ..queue_rules import visibility_timeout
 from .affinity import pin_to_one_cpu
@@ -29,14 +34,25 @@ from .collector import server_thresholds
 from .emulator import shared_emulator
 from .events import ApiIdentity
 from .gateway import Gateway
-from .invoker import Invoker
+from .invoker import Invoker, ThreadInvoker
 from .keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
 from .limits import GatewayLimits
+from .processes import ProcessInvoker
 from .provision import Provisioned, aws_client, provision
 from .sqs import QueueEventSource
 from .wiring import FunctionSpecLike, wire
+from .xray import TraceSegment, XRaySink
 
-__all__ = ["LocalStack", "LocalStackConfig", "StackAlreadyRunningError"]
+__all__ = [
+    "LocalStack",
+    "LocalStackConfig",
+    "StackAlreadyRunningError",
+    "local_only_environment",
+]
+
+DEV_RESERVED_CONCURRENCY = 10
+"""The reserved concurrency of the `dev` deployment (`aws.config.PROFILES`), which the local
+queue consumer stands for; a test keeps the two equal."""
 
 _running = threading.Lock()
 
@@ -70,7 +86,7 @@ class LocalStackConfig:
     """None: six times the queue function's timeout, the deployment's rule (a job is never
     delivered twice while it runs); tests shorten it to see retries within seconds."""
     sqs_batch_size: int = 10
-    sqs_concurrency: int = 4
+    sqs_concurrency: int = DEV_RESERVED_CONCURRENCY
     function_concurrency: int = 64
     functions: Sequence[FunctionSpecLike] | None = None
     """None deploys `streamer_handlers.routes.function_specs()` for the configured app."""
@@ -83,7 +99,16 @@ class LocalStackConfig:
     management: Literal["direct", "http"] = "direct"
     """How the handlers reach clients: "direct" hands each batch of frames to the gateway
     in-process (`direct_sender`); "http" sends every frame through boto3's management-API
-    client and the gateway's HTTP endpoint, one call per connection, as on AWS."""
+    client and the gateway's HTTP endpoint, one call per connection, as on AWS. A stack
+    running `from_build` always uses "http": its functions live in other processes."""
+    from_build: bool = False
+    """Run the functions from the built Lambda archive, in worker processes that import only
+    from the archive and the runtime's packages, as Lambda does (`processes`)."""
+    archive: Path | None = None
+    """The archive `from_build` runs; None builds this machine's twin of the deployment's
+    archive, or reuses it when nothing changed since it was built."""
+    on_trace: Callable[[TraceSegment], None] | None = None
+    """Called with every trace segment the functions send to the local X-Ray daemon."""
 
 
 class LocalStack:
@@ -104,6 +129,7 @@ class LocalStack:
         self._owns_lock = False
         self._gc_thresholds: tuple[int, int, int] | None = None
         self._socket: socket.socket | None = None
+        self._xray: XRaySink | None = None
 
     # -- what callers use -------------------------------------------------------------
     @property
@@ -117,6 +143,17 @@ class LocalStack:
     @property
     def management_url(self) -> str:
         return f"http://{self._url_host}:{self._port}/{self.config.stage}"
+
+    @property
+    def xray(self) -> XRaySink | None:
+        """The local X-Ray daemon, when the functions run from the archive."""
+        return self._xray
+
+    @property
+    def invoker(self) -> Invoker:
+        if self._invoker is None:
+            raise RuntimeError("the stack is not running")
+        return self._invoker
 
     @property
     def aws_endpoint_url(self) -> str:
@@ -216,15 +253,24 @@ class LocalStack:
             visibility_timeout=config.visibility_timeout or 30,
         )
         self._resources = resources
-        self._apply_environment(self._handler_environment(resources))
         specs = config.functions if config.functions is not None else _handler_specs(config.app)
+        environment = {
+            **self._function_environment(resources, specs),
+            **local_only_environment(self._endpoint_url, config.region),
+            **config.environment,
+        }
+        self._apply_environment(environment)
         wiring = wire(
             specs,
             concurrency=config.function_concurrency,
             sqs_concurrency=config.sqs_concurrency,
+            in_process=not config.from_build,
         )
-
-        self._invoker = Invoker(function_prefix=f"streamer-{config.env}", region=config.region)
+        prefix = f"streamer-{config.env}"
+        if config.from_build:
+            self._invoker = await self._archive_invoker(environment, prefix)
+        else:
+            self._invoker = ThreadInvoker(function_prefix=prefix, region=config.region)
         api = ApiIdentity(
             api_id=uuid.uuid4().hex[:10],
             stage=config.stage,
@@ -238,7 +284,7 @@ class LocalStack:
         await self._runner.setup()
         # A burst of a thousand simultaneous connects must not overflow the accept queue.
         await web.SockSite(self._runner, sock, backlog=2048).start()
-        if config.management == "direct":
+        if config.management == "direct" and not config.from_build:
             _use_direct_sender(self._gateway, asyncio.get_running_loop())
 
         if wiring.queue_function is not None and config.visibility_timeout is None:
@@ -270,9 +316,14 @@ class LocalStack:
                 await self._queue_source.stop()
             if self._runner is not None:
                 await self._runner.cleanup()
-            if self._invoker is not None:
+            if isinstance(self._invoker, ProcessInvoker):
+                await self._invoker.aclose()
+            elif self._invoker is not None:
                 self._invoker.shutdown()
         finally:
+            if self._xray is not None:
+                self._xray.close()
+                self._xray = None
             if self._socket is not None:
                 # Already closed by the site when it served; not yet when start failed early.
                 self._socket.close()
@@ -291,37 +342,42 @@ class LocalStack:
                 _running.release()
 
     # -- environment ----------------------------------------------------------------------
-    def _handler_environment(self, resources: Provisioned) -> dict[str, str]:
+    def _function_environment(
+        self, resources: Provisioned, specs: Sequence[FunctionSpecLike]
+    ) -> dict[str, str]:
+        """The deployment's environment contract, with this stack's resources."""
         config = self.config
-        env = {
-            "AWS_ENDPOINT_URL": self._endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_REGION": config.region,
-            "AWS_DEFAULT_REGION": config.region,
-            "POWERTOOLS_SERVICE_NAME": "streamer",
-            "POWERTOOLS_METRICS_NAMESPACE": "Streamer",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            # CloudWatch's metric records are noise on a terminal; logs stay.
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "STREAMER_ENV": config.env,
-            "STREAMER_CONNECTIONS_TABLE": resources.tables["connections"],
-            "STREAMER_SUBSCRIPTIONS_TABLE": resources.tables["subscriptions"],
-            "STREAMER_REQUESTS_TABLE": resources.tables["requests"],
-            "STREAMER_QUEUE_URL": resources.queue_url,
-            "STREAMER_MANAGEMENT_ENDPOINT": self.management_url,
-            "STREAMER_JWT_PUBLIC_KEY_SECRET": resources.jwt_secret_id,
-            "STREAMER_MAX_RECEIVE_COUNT": str(config.max_receive_count),
-        }
-        if config.jwt_issuer:
-            env["STREAMER_JWT_ISSUER"] = config.jwt_issuer
-        if config.allowed_tenants is not None:
-            env["STREAMER_ALLOWED_TENANTS"] = ",".join(config.allowed_tenants)
-        if config.app:
-            env["STREAMER_APP"] = config.app
-        env.update(config.environment)
-        return env
+        queue_timeouts = [int(spec.timeout) for spec in specs if spec.trigger == "sqs"]
+        environment = function_environment(
+            config.env,
+            tables=resources.tables,
+            queue_url=resources.queue_url,
+            management_endpoint=self.management_url,
+            jwt_public_key_secret=resources.jwt_secret_id,
+            app=config.app,
+            jwt_issuer=config.jwt_issuer,
+            allowed_tenants=config.allowed_tenants,
+            max_receive_count=config.max_receive_count,
+        )
+        if queue_timeouts:  # otherwise the handlers' own default, as on AWS
+            environment["STREAMER_PROCESSOR_TIMEOUT"] = str(max(queue_timeouts))
+        return environment
+
+    async def _archive_invoker(self, environment: Mapping[str, str], prefix: str) -> Invoker:
+        """Worker processes that run the archive, and the X-Ray daemon their tracer sends to."""
+        from .archive_runner import archive_runtime
+
+        self._xray = XRaySink(on_segment=self.config.on_trace)
+        await self._xray.start()
+        runtime = await asyncio.to_thread(
+            archive_runtime,
+            self.config.archive,
+            self.config.state_dir,
+            environment,
+            self._xray.address,
+            self.config.app,
+        )
+        return ProcessInvoker(runtime, function_prefix=prefix, region=self.config.region)
 
     def _apply_environment(self, values: Mapping[str, str]) -> None:
         # Values the handlers would otherwise pick up from the caller's shell.
@@ -357,12 +413,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _handler_specs(app: str | None) -> Sequence[FunctionSpecLike]:
+    """The functions of `app` (None: the handlers' default app, not the caller's shell's)."""
     routes = importlib.import_module("streamer_handlers.routes")
-    if app is None:
-        specs: Sequence[FunctionSpecLike] = routes.function_specs()
-        return specs
-    application = importlib.import_module("streamer_handlers.app").load_app(app)
-    specs = routes.function_specs(application)
+    settings = importlib.import_module("streamer_handlers.settings")
+    application = importlib.import_module("streamer_handlers.app").load_app(
+        app or settings.Settings().app
+    )
+    specs: Sequence[FunctionSpecLike] = routes.function_specs(application)
     return specs
 
 
@@ -387,3 +444,24 @@ def _reset_handler_caches() -> None:
     except ImportError:
         return
     runtime.reset_runtime()
+
+
+def local_only_environment(endpoint_url: str, region: str) -> dict[str, str]:
+    """Every way the local functions' environment differs from the deployment's, and why.
+
+    - ``AWS_ENDPOINT_URL`` and the dummy credentials: the AWS services are the embedded
+      emulator, which accepts any key.
+    - ``AWS_REGION``/``AWS_DEFAULT_REGION``: Lambda sets the region itself; a process here
+      has to be told.
+    - ``POWERTOOLS_METRICS_DISABLED``: on AWS the metrics are EMF lines that CloudWatch turns
+      into metrics; on a terminal they are noise between the logs.
+    """
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }

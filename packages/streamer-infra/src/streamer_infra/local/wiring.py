@@ -59,15 +59,33 @@ def resolve_handler(handler: Any) -> Handler:
     return target  # type: ignore[no-any-return]
 
 
-def wire(specs: Sequence[FunctionSpecLike], *, concurrency: int, sqs_concurrency: int) -> Wiring:
+def _not_in_process(event: dict[str, Any], context: Any) -> Any:
+    raise RuntimeError("this function runs from the archive, in a process of its own")
+
+
+def wire(
+    specs: Sequence[FunctionSpecLike],
+    *,
+    concurrency: int,
+    sqs_concurrency: int,
+    in_process: bool = True,
+) -> Wiring:
+    """Routes and the queue's function from `specs`.
+
+    `in_process=False` leaves the handler strings unimported: an archive's runtime imports
+    them in its own processes, and the development environment's copy must not stand in."""
     routes: dict[str, Route] = {}
     authorizer: LocalFunction | None = None
     queue_function: LocalFunction | None = None
     for spec in specs:
         is_queue = spec.trigger == "sqs"
+        entry = None if callable(spec.handler) else str(spec.handler)
+        if not in_process and entry is None:
+            raise ValueError(f"function {spec.name} is a callable: it cannot run from an archive")
         function = LocalFunction(
             name=spec.name,
-            handler=resolve_handler(spec.handler),
+            handler=resolve_handler(spec.handler) if in_process else _not_in_process,
+            entry=entry,
             timeout=float(spec.timeout),
             memory=int(spec.memory),
             concurrency=sqs_concurrency if is_queue else concurrency,
