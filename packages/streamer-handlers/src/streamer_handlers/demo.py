@@ -1,7 +1,9 @@
 """The application served when STREAMER_APP is not set: enough to try every code path.
 
 ``echo`` answers at once; ``generate_report`` is queued and reports progress in steps
-separated by STREAMER_DEMO_DELAY seconds (short in tests, visible in a demo).
+separated by STREAMER_DEMO_DELAY seconds (short in tests, visible in a demo); ``announce``
+publishes to a topic of the caller's tenant from inside a function, the path a backend's
+:func:`~streamer_handlers.publish` takes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from streamer_core import ErrorCode
 from .app import Streamer
 from .errors import ActionError
 from .progress import ProgressReporter
+from .publish import publish
 from .request import Request
 from .settings import get_settings
 
@@ -45,3 +48,20 @@ def generate_report(request: Request, progress: ProgressReporter) -> Any:
             time.sleep(delay)
         progress.report(step * 100 / steps, f"step {step} of {steps}", step=step)
     return {"title": title, "steps": steps, "rows": steps * 10, "requested_by": request.user_id}
+
+
+@app.action("announce", permissions={"topics:publish"})
+def announce(request: Request) -> Any:
+    """Publish ``payload.data`` to ``payload.topic`` of the caller's own tenant."""
+    topic = request.payload.get("topic")
+    if not isinstance(topic, str):
+        raise ActionError(
+            ErrorCode.VALIDATION_ERROR, "payload.topic must be a string", {"field": "payload.topic"}
+        )
+    try:
+        report = publish(request.tenant_id, topic, request.payload.get("data"))
+    except ValueError as exc:
+        raise ActionError(
+            ErrorCode.VALIDATION_ERROR, str(exc), {"field": "payload.topic"}
+        ) from None
+    return {"topic": topic, "delivered": len(report.delivered), "gone": len(report.gone)}

@@ -93,6 +93,8 @@ def count_with_dimension(name: str, dimension: str, value: str) -> None:
 
     Alarms watch the undimensioned total (see :func:`count`); this series is for dashboards.
     """
+    if is_metrics_disabled():
+        return
     with single_metric(
         name=name,
         unit=MetricUnit.Count,
