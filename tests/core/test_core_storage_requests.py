@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +113,85 @@ def test_create_is_idempotent_for_the_same_work(
         KEY, "generate_report", {"b": {"x": [1, 2]}, "a": 1}, connection_id="c2"
     )
     assert created is False
-    assert again == first
+    assert again.followers == {"c1", "c2"}
+    assert dataclasses.replace(again, followers=first.followers) == first
+    assert request_store.get(KEY) == again
+
+
+def test_a_new_request_is_followed_by_the_connection_that_sent_it(
+    request_store: RequestStore,
+) -> None:
+    record = _create(request_store)
+    assert record.followers == {"c1"}
+    assert request_store.get(KEY) == record
+    unfollowed, _ = request_store.create(
+        RequestKey("acme", "alice", "req-2"), "echo", {}, connection_id=None
+    )
+    assert unfollowed.followers == frozenset()
+
+
+def test_a_resend_of_a_finished_request_follows_nothing(request_store: RequestStore) -> None:
+    _create(request_store)
+    request_store.claim(KEY, lease_seconds=LEASE)
+    request_store.complete(KEY, {"ok": True})
+    again, created = request_store.create(KEY, "generate_report", {"n": 1}, connection_id="c2")
+    assert created is False
+    assert again.status is RequestStatus.COMPLETED
+    assert again.followers == {"c1"}
+    assert request_store.get(KEY) == again
+
+
+def test_a_conflicting_resend_follows_nothing(request_store: RequestStore) -> None:
+    _create(request_store)
+    with pytest.raises(ConflictError):
+        request_store.create(KEY, "generate_report", {"n": 2}, connection_id="c2")
+    assert request_store.get(KEY).followers == {"c1"}  # type: ignore[union-attr]
+
+
+def test_following_a_running_request_reads_it_in_the_same_write(
+    request_store: RequestStore, clock: FakeClock
+) -> None:
+    created = _create(request_store)
+    clock.advance(3)
+    record, followed = request_store.follow(KEY, "c2")
+    assert followed is True
+    assert record is not None
+    assert record.followers == {"c1", "c2"}
+    assert record.updated_at == created.updated_at  # a follower is not a change of state
+    request_store.claim(KEY, lease_seconds=LEASE)
+    progressed = request_store.record_progress(KEY, _progress(1))
+    assert progressed is not None
+    assert progressed.followers == {"c1", "c2"}
+
+
+def test_a_finished_or_absent_request_is_read_but_not_followed(
+    request_store: RequestStore,
+) -> None:
+    assert request_store.follow(KEY, "c2") == (None, False)
+    assert request_store.get(KEY) is None  # following never creates the request
+    _create(request_store)
+    request_store.claim(KEY, lease_seconds=LEASE)
+    request_store.fail(KEY, ErrorInfo(code=ErrorCode.INTERNAL_ERROR, message="x"))
+    record, followed = request_store.follow(KEY, "c2")
+    assert followed is False
+    assert record is not None
+    assert record.status is RequestStatus.FAILED
+    assert record.followers == {"c1"}
+
+
+def test_followers_found_gone_leave_with_the_next_progress(request_store: RequestStore) -> None:
+    _create(request_store)
+    request_store.follow(KEY, "c2")
+    request_store.follow(KEY, "c3")
+    request_store.claim(KEY, lease_seconds=LEASE)
+    record = request_store.record_progress(KEY, _progress(1), drop={"c1", "c3", "never"})
+    assert record is not None
+    assert record.followers == {"c2"}
+    record = request_store.record_progress(KEY, _progress(2), drop={"c2"})
+    assert record is not None
+    assert record.followers == frozenset()
+    finished = request_store.complete(KEY, "done")
+    assert finished.followers == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -152,6 +231,18 @@ def test_an_expired_request_is_absent_and_its_id_can_be_reused(
     assert created is True
     assert record.action == "other"
     assert record.expires_at == int(clock()) + TTL
+
+
+def test_an_expired_leftover_is_replaced_with_none_of_its_followers(
+    request_store: RequestStore, clock: FakeClock
+) -> None:
+    _create(request_store, n=1)
+    clock.advance(TTL)
+    record, created = request_store.create(KEY, "generate_report", {"n": 1}, connection_id="c9")
+    assert created is True
+    assert record.followers == {"c9"}
+    assert record.status is RequestStatus.QUEUED
+    assert request_store.get(KEY) == record
 
 
 def test_the_default_ttl_is_a_week(dynamodb: Any, clock: FakeClock) -> None:

@@ -38,8 +38,9 @@ def test_submission_queues_the_request_key_with_the_callers_permissions(stack):
         "request_id": "q1",
     }
     assert messages[0]["MessageAttributes"]["permissions"]["StringValue"] == "reports:write"
-    topics = stack.runtime.storage.subscriptions.topics_of(connection)
-    assert topics == ["$request/q1/alice"]
+    record = stack.runtime.storage.requests.get(stack.request_key("q1"))
+    assert record is not None
+    assert record.followers == {connection}
 
 
 def test_resending_the_same_id_makes_no_second_job(stack):

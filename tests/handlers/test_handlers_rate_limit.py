@@ -12,7 +12,13 @@ import pytest
 from streamer_core.storage import Storage
 from streamer_handlers import Runtime, set_runtime
 from streamer_handlers.functions import router
-from streamer_handlers.rate_limit import RateBudget, budget_for, default_chunk, largest_chunk
+from streamer_handlers.rate_limit import (
+    RateBudget,
+    Verdict,
+    budget_for,
+    default_chunk,
+    largest_chunk,
+)
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -301,6 +307,47 @@ def test_threads_in_one_container_share_its_reservations() -> None:
         worker.join()
     # Concurrent reservations add up instead of replacing each other: nothing is lost.
     assert allowed.count(True) == limit
+
+
+class ExplainingReserver(FakeReserver):
+    """A fake table that, like the real one, says why it granted nothing."""
+
+    def take_rate(self, connection_id: str, **kwargs: Any) -> Any:
+        from streamer_core.storage.connections import RateGrant
+
+        granted = self.reserve_rate(connection_id, **kwargs)
+        spent = granted == 0 and connection_id in self.known
+        return RateGrant(granted, 0, spent=spent)
+
+
+def test_a_spent_window_is_refused_from_memory_until_it_ends() -> None:
+    reserver = ExplainingReserver()
+    reserver.known.add("a")
+    reserver.new_window_resets = True
+    budget = RateBudget(reserver)
+    verdicts = [budget.check("a", limit=5, window_seconds=60, now=1.0) for _ in range(8)]
+    assert verdicts == [Verdict.ALLOWED] * 5 + [Verdict.LIMITED] * 3
+    calls = reserver.calls
+    assert budget.check("a", limit=5, window_seconds=60, now=59.0) is Verdict.LIMITED
+    assert reserver.calls == calls
+    assert budget.check("a", limit=5, window_seconds=60, now=60.0) is Verdict.ALLOWED
+    assert reserver.calls == calls + 1
+
+
+def test_an_unknown_connection_is_never_remembered_as_rate_limited() -> None:
+    reserver = ExplainingReserver()
+    budget = RateBudget(reserver)
+    for _ in range(3):
+        assert budget.check("ghost", limit=5, window_seconds=60, now=1.0) is Verdict.REFUSED
+    assert reserver.calls == 3
+
+
+def test_a_store_that_cannot_say_why_leaves_the_refusal_to_the_caller() -> None:
+    reserver = FakeReserver()
+    reserver.known.add("a")
+    budget = RateBudget(reserver)
+    verdicts = [budget.check("a", limit=2, window_seconds=60, now=1.0) for _ in range(4)]
+    assert verdicts == [Verdict.ALLOWED] * 2 + [Verdict.REFUSED] * 2
 
 
 def _wants(limit: int, messages: int, chunk: int | None = None) -> list[int]:

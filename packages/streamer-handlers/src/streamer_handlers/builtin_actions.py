@@ -27,7 +27,7 @@ from streamer_core import (
 )
 from streamer_core.auth import Principal
 
-from .delivery import deliver_to_request, follow_request, is_request_topic, unfollow_request
+from .delivery import deliver_to_request
 from .observability import logger
 from .replies import error_frame
 
@@ -91,16 +91,16 @@ def _over_subscription_limit(
     """Refuse a new topic beyond STREAMER_MAX_SUBSCRIPTIONS for this connection.
 
     Every subscription is an item to store and a recipient in every fan-out of its topic;
-    without a cap one connection could subscribe to topics without end. Only topics the
-    client chose count: following its own requests is not limited here. Subscribing again
-    to a topic already held is idempotent and always allowed.
+    without a cap one connection could subscribe to topics without end. Following its own
+    requests is not limited here (followers live on the requests). Subscribing again to a
+    topic already held is idempotent and always allowed.
+
+    The count costs a query of the connection's subscriptions before the write: the cap
+    spans items, and a condition can only see the one it writes. A transaction could do
+    both in one request, but DynamoDB bills each of its items twice.
     """
     limit = runtime.settings.max_subscriptions
-    held = [
-        t
-        for t in runtime.storage.subscriptions.topics_of(caller.connection_id)
-        if not is_request_topic(t)
-    ]
+    held = runtime.storage.subscriptions.topics_of(caller.connection_id)
     if topic in held or len(held) < limit:
         return None
     return error_frame(
@@ -126,16 +126,13 @@ def _status(
 ) -> BaseModel:
     """Answer the stored snapshot; a still-running request also starts streaming here.
 
-    That is how a client that reconnected mid-job picks its updates up again. The
-    connection follows the request before the record is read: anything written after the
-    read is then sent to it, and anything before is in the snapshot, so no completion falls
-    between the two. A request that is absent or already over is unfollowed again.
+    That is how a client that reconnected mid-job picks its updates up again. Joining the
+    request's followers and reading it are one conditional write: anything written after
+    it is sent to the connection, and anything before is in the snapshot, so no completion
+    falls between the two. A request that is absent or already over is only read.
     """
     key = request_key(caller, payload.request_id)
-    follow_request(runtime, key, caller.connection_id, expires_at=caller.connection_expires_at)
-    record = runtime.storage.requests.get(key)
-    if record is None or record.status in TERMINAL_STATUSES:
-        unfollow_request(runtime, key, caller.connection_id)
+    record, _followed = runtime.storage.requests.follow(key, caller.connection_id)
     if record is None:
         return _not_found(frame, payload.request_id)
     return StatusFrame(request_id=frame.id, snapshot=record.snapshot())
@@ -164,9 +161,8 @@ def _cancel(
         try:
             deliver_to_request(
                 runtime,
-                key,
+                after,
                 error_frame(ErrorCode.CANCELLED, "request cancelled", key.request_id),
-                after.connection_id,
             )
         except Exception:
             logger.exception("could not tell followers about a cancellation")

@@ -1,83 +1,44 @@
-"""Who hears about a request, and getting its frames to them.
+"""Who hears about a request or a topic, and getting frames to them.
 
-Updates of an asynchronous request go to every connection subscribed to the request's
-internal topic (see :func:`request_topic`): a client that reconnects and resends the
-request id, or asks for its ``status``, joins the audience, and ``$disconnect`` or a 410
-cleans the subscription up with the rest of the connection's.
+A request's audience is kept on the request itself (``RequestRecord.followers``): the
+connection that submitted it, any that resent its id, and any that asked its ``status``
+while it ran. Each of them joined in the same conditional write that created or read the
+request, and every write that records progress or an outcome returns the set, so
+delivering a request's frame needs no lookup of its own: one write, then one management
+API call per follower. There is no index to lag behind either, so a job that finishes
+within moments of being queued still reaches its submitter.
 
-The subscriptions are found through a global secondary index, which DynamoDB keeps only
-eventually consistent: a job that finishes within moments of being queued could find its
-submitter's subscription not yet indexed. The connection that submitted the request is
-stored on the request itself, so it is always among the recipients, whatever the index
-says.
+A follower whose connection is gone answers 410 once; the worker leaves it out of later
+frames and drops it from the set with its next write (see :mod:`.processing`), and the
+sender's pruner forgets the connection itself, as it does for topic subscribers.
+
+A topic's audience is the subscriptions table, queried by ``tenant#topic`` so that an event
+can only reach connections of the tenant it was published to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from .sender import DeliveryReport
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-    from streamer_core.storage import RequestKey
+    from streamer_core.storage import RequestRecord
 
     from .runtime import Runtime
 
-REQUEST_TOPIC_PREFIX = "$request/"
-"""User topics cannot contain ``$`` (TOPIC_PATTERN), so no client can subscribe to these."""
-
-
-def request_topic(key: RequestKey) -> str:
-    """The internal topic carrying one request's progress, result and error.
-
-    Request ids are unique per user, not per tenant, so the user is part of the name; ids
-    never contain ``/``, which keeps ``request_id/user_id`` unambiguous.
-    """
-    return f"{REQUEST_TOPIC_PREFIX}{key.request_id}/{key.user_id}"
-
-
-def is_request_topic(topic: str) -> bool:
-    """Whether ``topic`` is a request's internal topic rather than one a client chose."""
-    return topic.startswith(REQUEST_TOPIC_PREFIX)
-
-
-def follow_request(
-    runtime: Runtime, key: RequestKey, connection_id: str, *, expires_at: int
-) -> None:
-    """Subscribe ``connection_id`` to the updates of request ``key`` (idempotent).
-
-    Callers subscribe before they read the request's state, never after: an update that
-    lands between a read and a later subscribe would reach nobody.
-    """
-    runtime.storage.subscriptions.subscribe(
-        connection_id, key.tenant_id, request_topic(key), expires_at=expires_at
-    )
-
-
-def unfollow_request(runtime: Runtime, key: RequestKey, connection_id: str) -> None:
-    """Undo :func:`follow_request` when the request turned out absent or not the caller's."""
-    runtime.storage.subscriptions.unsubscribe(connection_id, request_topic(key))
-
 
 def deliver_to_topic(
-    runtime: Runtime,
-    tenant_id: str,
-    topic: str,
-    frame: BaseModel,
-    *,
-    also: tuple[str, ...] = (),
+    runtime: Runtime, tenant_id: str, topic: str, frame: BaseModel
 ) -> DeliveryReport:
-    """Send ``frame`` to every connection of ``tenant_id`` subscribed to ``topic``.
-
-    ``also`` names connections that must get the frame even if the index does not list
-    them (yet); a connection listed both ways gets it once.
-    """
+    """Send ``frame`` to every connection of ``tenant_id`` subscribed to ``topic``."""
     from streamer_core import encode
 
     data = encode(frame)
     subscribers = runtime.storage.subscriptions.all_subscribers(tenant_id, topic)
-    connection_ids = list(dict.fromkeys((*also, *subscribers)))
+    connection_ids = list(dict.fromkeys(subscribers))
     if not connection_ids:
         return DeliveryReport()
     return runtime.sender.send(connection_ids, data)
@@ -85,14 +46,18 @@ def deliver_to_topic(
 
 def deliver_to_request(
     runtime: Runtime,
-    key: RequestKey,
+    record: RequestRecord,
     frame: BaseModel,
-    connection_id: str | None = None,
+    *,
+    skip: Collection[str] = (),
 ) -> DeliveryReport:
-    """Send ``frame`` to every connection following the request ``key``.
+    """Send ``frame`` to the followers of ``record``, as the write that produced it found them.
 
-    ``connection_id`` is the connection stored on the request (the one that submitted
-    it): it is included even before the subscriptions index shows it.
+    ``skip`` names connections already known to be gone, so they are not posted to again.
     """
-    also = (connection_id,) if connection_id else ()
-    return deliver_to_topic(runtime, key.tenant_id, request_topic(key), frame, also=also)
+    from streamer_core import encode
+
+    connection_ids = sorted(record.followers.difference(skip))
+    if not connection_ids:
+        return DeliveryReport()
+    return runtime.sender.send(connection_ids, encode(frame))

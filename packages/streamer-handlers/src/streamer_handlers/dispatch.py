@@ -29,7 +29,7 @@ from .errors import ActionError
 from .events import authorizer_principal, connection_expires_at, message_body, websocket_event
 from .execution import DeadlineExceeded, run_action
 from .observability import RATE_LIMITED, add_log_keys, count, logger
-from .rate_limit import budget_for
+from .rate_limit import Verdict, budget_for
 from .replies import error_frame, internal_error, unknown_action
 from .request import Request
 from .submission import submit
@@ -101,17 +101,21 @@ def _route(
     add_log_keys(user_id=caller.principal.user_id, tenant_id=caller.principal.tenant_id)
     # Counted in memory against a chunk reserved in DynamoDB (see rate_limit.py): most
     # messages make no table call here, and the table still bounds every container's total.
+    # A window the table said is used up is refused from memory until it ends.
     settings = runtime.settings
-    allowed = budget_for(runtime.storage.connections).take(
+    verdict = budget_for(runtime.storage.connections).check(
         caller.connection_id,
         limit=settings.rate_limit,
         window_seconds=RATE_WINDOW_SECONDS,
         now=runtime.clock(),
         chunk=settings.rate_limit_chunk,
     )
-    if not allowed:
-        if runtime.storage.connections.get(caller.connection_id) is None:
-            # The store grants nothing to unknown connections; that is not the client's rate.
+    if verdict is not Verdict.ALLOWED:
+        # The store grants nothing to unknown connections either; only then is it read.
+        if (
+            verdict is Verdict.REFUSED
+            and runtime.storage.connections.get(caller.connection_id) is None
+        ):
             return error_frame(
                 ErrorCode.UNAUTHORIZED,
                 "this connection is no longer registered; reconnect",

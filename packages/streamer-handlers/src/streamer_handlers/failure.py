@@ -9,6 +9,7 @@ frame, or (worse) a message in the dead-letter queue and a record that still say
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from streamer_core import ErrorInfo
@@ -23,13 +24,17 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 
-def fail_and_notify(runtime: Runtime, key: RequestKey, info: ErrorInfo) -> bool:
+def fail_and_notify(
+    runtime: Runtime, key: RequestKey, info: ErrorInfo, *, skip: Collection[str] = ()
+) -> bool:
     """Mark ``key`` FAILED with ``info`` and send ``error`` to its followers.
 
-    Returns False when the request had already ended (another worker finished it, or it was
-    cancelled): then nothing is sent, because its followers already got its final frame.
-    A failed delivery is logged, not raised: the outcome is stored, and ``status`` returns
-    it to a client that missed the frame.
+    The followers come back with the write that fails the request, so telling them costs
+    no lookup; ``skip`` names those already known to be gone. Returns False when the
+    request had already ended (another worker finished it, or it was cancelled): then
+    nothing is sent, because its followers already got its final frame. A failed delivery
+    is logged, not raised: the outcome is stored, and ``status`` returns it to a client
+    that missed the frame.
     """
     from streamer_core.storage import IllegalTransitionError
 
@@ -41,7 +46,7 @@ def fail_and_notify(runtime: Runtime, key: RequestKey, info: ErrorInfo) -> bool:
     count(REQUESTS_FAILED)
     frame = error_frame(info.code, info.message, key.request_id, info.details)
     try:
-        deliver_to_request(runtime, key, frame, record.connection_id)
+        deliver_to_request(runtime, record, frame, skip=skip)
     except Exception:
         logger.exception("could not deliver the error frame")
     return True

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -133,7 +134,11 @@ class RequestRun:
     ) -> None:
         self.runtime = runtime
         self._ends_at = time.monotonic() + seconds_left
-        self._submitter = record.connection_id
+        self._gone: set[str] = set()
+        """Followers that answered 410: never posted to again by this run."""
+        self._to_drop: set[str] = set()
+        """Of those, the ones the request item still lists: its next write removes them."""
+        self._lock = threading.Lock()
         self.record = record
         self.spec = spec
         self.key = record.key
@@ -159,7 +164,9 @@ class RequestRun:
     def _emit_progress(self, frame: ProgressFrame) -> bool:
         """Store, then deliver; a cancelled request, or one no longer ours, stops the action.
 
-        The client that cancelled gets ``error`` CANCELLED next, not more progress.
+        The write that stores the progress returns the followers to send it to, and takes
+        out those found gone since the last one. The client that cancelled gets ``error``
+        CANCELLED next, not more progress.
         """
         state = ProgressState(
             percentage=frame.percentage,
@@ -167,22 +174,30 @@ class RequestRun:
             metadata=frame.metadata,
             seq=frame.seq,
         )
-        updated = self.runtime.storage.requests.record_progress(self.key, state)
+        with self._lock:
+            drop = frozenset(self._to_drop)
+        updated = self.runtime.storage.requests.record_progress(self.key, state, drop=drop)
         if updated is None or updated.cancel_requested:
             return True
-        self._deliver(frame)
+        with self._lock:
+            self._to_drop -= drop
+        self._deliver(updated, frame)
         count(PROGRESS_DELIVERED)
         return False
 
-    def _deliver(self, frame: BaseModel) -> None:
-        """To the followers and the submitting connection, until that one proves gone."""
-        report = deliver_to_request(self.runtime, self.key, frame, self._submitter)
-        if self._submitter in report.gone:
-            self._submitter = None
+    def _deliver(self, record: RequestRecord, frame: BaseModel) -> None:
+        """To the followers the last write returned, minus those that proved gone."""
+        with self._lock:
+            gone = frozenset(self._gone)
+        report = deliver_to_request(self.runtime, record, frame, skip=gone)
+        if report.gone:
+            with self._lock:
+                self._gone.update(report.gone)
+                self._to_drop.update(report.gone)
 
-    def _notify(self, frame: BaseModel) -> None:
+    def _notify(self, record: RequestRecord, frame: BaseModel) -> None:
         try:
-            self._deliver(frame)
+            self._deliver(record, frame)
         except Exception:
             logger.exception("could not deliver the final frame")
 
@@ -221,14 +236,14 @@ class RequestRun:
         from streamer_core.storage import IllegalTransitionError
 
         try:
-            self.runtime.storage.requests.complete(self.key, result)
+            record = self.runtime.storage.requests.complete(self.key, result)
         except IllegalTransitionError as error:
             # Failed by the watchdog (or cancelled) while the action ran on: its followers
             # already have their final frame, and this result arrived too late to count.
             logger.warning("late result discarded", extra={"status": str(error.current)})
             return
         logger.info("request completed", extra={"bytes": len(data)})
-        self._notify(frame)
+        self._notify(record, frame)
 
     def _check_status_fits(self, result: Any) -> None:
         """Raise FrameTooLargeError unless ``status`` could return this request once done."""
@@ -246,7 +261,9 @@ class RequestRun:
 
     def fail(self, info: ErrorInfo) -> None:
         """Mark the request FAILED and send ``error`` to its followers."""
-        fail_and_notify(self.runtime, self.key, info)
+        with self._lock:
+            gone = frozenset(self._gone)
+        fail_and_notify(self.runtime, self.key, info, skip=gone)
 
     def seconds_left(self) -> float:
         """Seconds before Lambda ends the invocation running this attempt."""
@@ -274,11 +291,12 @@ class RequestRun:
         from streamer_core.storage import IllegalTransitionError
 
         try:
-            self.runtime.storage.requests.mark_cancelled(self.key)
+            record = self.runtime.storage.requests.mark_cancelled(self.key)
         except IllegalTransitionError as error:
             logger.info("request stopped without ownership", extra={"status": str(error.current)})
             return
-        self._notify(error_frame(ErrorCode.CANCELLED, "request cancelled", self.key.request_id))
+        frame = error_frame(ErrorCode.CANCELLED, "request cancelled", self.key.request_id)
+        self._notify(record, frame)
 
 
 def process_message(

@@ -36,6 +36,12 @@ API Gateway does not route messages of a closed socket, so this is a window of s
 not of forgery. A chunk of 1 (``STREAMER_RATE_LIMIT_CHUNK=1``) restores one write per
 message and refuses a removed connection at once.
 
+A refusal is remembered too: once the table says a live connection's window is used up,
+the container refuses that connection's messages from memory until the window ends, with
+no table call at all. Counts only grow within a window, so that answer cannot change
+before the next one; without the memory, every refused message of a busy client would
+cost a failed conditional write (which DynamoDB bills) and a read.
+
 Memory is bounded: one entry per connection, replaced when its window ends, entries of
 past windows dropped from the least recently used end, and at most ``max_entries`` kept.
 """
@@ -47,7 +53,8 @@ import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from enum import Enum
+from typing import Any, Protocol
 
 DEFAULT_MAX_ENTRIES = 10_000
 """Connections whose budgets one container remembers; an evicted one just reserves again."""
@@ -67,6 +74,17 @@ class RateReserver(Protocol):
         want: int = 1,
         expect_new_window: bool = False,
     ) -> int: ...
+
+
+class Verdict(Enum):
+    """What the budget says about one message."""
+
+    ALLOWED = "allowed"
+    LIMITED = "limited"
+    """The connection's window is used up, as the table said: refuse with RATE_LIMITED."""
+    REFUSED = "refused"
+    """Nothing granted, and the table did not say the window is used up: the connection
+    may be unknown or expired (the caller reads it to tell)."""
 
 
 def largest_chunk(limit: int) -> int:
@@ -94,6 +112,8 @@ class _Entry:
     remaining: int
     chunk: int
     """Size of the last reservation asked for in this window; the next one doubles it."""
+    spent: bool = False
+    """The table refused because this window is used up: refuse without asking again."""
 
     def serves(self, window: int, window_seconds: int, limit: int) -> bool:
         # A changed limit or window length invalidates what was reserved under the old one.
@@ -133,9 +153,23 @@ class RateBudget:
         """Spend one unit for a message at ``now``; False when the connection may not send.
 
         False means the window's budget is spent across all containers, or the connection
-        is unknown or expired; the caller tells the two apart by reading the connection,
-        as it only has to on a refusal.
+        is unknown or expired; :meth:`check` tells the two apart when the store can.
         """
+        verdict = self.check(
+            connection_id, limit=limit, window_seconds=window_seconds, now=now, chunk=chunk
+        )
+        return verdict is Verdict.ALLOWED
+
+    def check(
+        self,
+        connection_id: str,
+        *,
+        limit: int,
+        window_seconds: int,
+        now: float,
+        chunk: int | None = None,
+    ) -> Verdict:
+        """Spend one unit for a message at ``now``, or say why the message is refused."""
         if limit < 1 or window_seconds < 1:
             raise ValueError("limit and window_seconds must be at least 1")
         if chunk is not None and chunk < 1:
@@ -148,7 +182,9 @@ class RateBudget:
                 self._entries.move_to_end(connection_id)
                 if entry.remaining > 0:
                     entry.remaining -= 1
-                    return True
+                    return Verdict.ALLOWED
+                if entry.spent:
+                    return Verdict.LIMITED
         if chunk is not None:
             want = chunk
         elif entry is not None and known:
@@ -156,19 +192,58 @@ class RateBudget:
         else:
             want = default_chunk(limit)
         want = min(want, limit)
-        granted = self._store.reserve_rate(
+        granted, spent = self._reserve(connection_id, limit, window_seconds, want, not known)
+        if granted < 1:
+            if spent:
+                with self._lock:
+                    self._mark_spent(connection_id, window, window_seconds, limit, now)
+                return Verdict.LIMITED
+            return Verdict.REFUSED
+        with self._lock:
+            self._keep(connection_id, window, window_seconds, limit, granted - 1, want, now)
+        return Verdict.ALLOWED
+
+    def _reserve(
+        self, connection_id: str, limit: int, window_seconds: int, want: int, new_window: bool
+    ) -> tuple[int, bool]:
+        """Units granted, and whether a refusal means the window is used up.
+
+        A store that cannot say why it refused (one with only ``reserve_rate``) is never
+        taken to mean "used up", so the caller still reads the connection.
+        """
+        take_rate: Any = getattr(self._store, "take_rate", None)
+        if take_rate is None:
+            granted = self._store.reserve_rate(
+                connection_id,
+                limit=limit,
+                window_seconds=window_seconds,
+                want=want,
+                expect_new_window=new_window,
+            )
+            return granted, False
+        grant = take_rate(
             connection_id,
             limit=limit,
             window_seconds=window_seconds,
             want=want,
             # No reservation of ours in this window: most likely nobody has opened it yet.
-            expect_new_window=not known,
+            expect_new_window=new_window,
         )
-        if granted < 1:
-            return False
-        with self._lock:
-            self._keep(connection_id, window, window_seconds, limit, granted - 1, want, now)
-        return True
+        return int(grant.units), bool(grant.spent)
+
+    def _mark_spent(
+        self, connection_id: str, window: int, window_seconds: int, limit: int, now: float
+    ) -> None:
+        """Remember that this window is used up; called with the lock held."""
+        entry = self._entries.get(connection_id)
+        if entry is not None and entry.serves(window, window_seconds, limit):
+            if entry.remaining == 0:
+                entry.spent = True
+            self._entries.move_to_end(connection_id)
+        elif entry is None or entry.window < window:
+            self._entries[connection_id] = _Entry(window, window_seconds, limit, 0, 1, True)
+            self._entries.move_to_end(connection_id)
+        self._prune(now)
 
     def _keep(
         self,

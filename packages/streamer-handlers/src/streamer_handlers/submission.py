@@ -1,17 +1,11 @@
-"""Accepting an asynchronous request: store it once, follow it, queue it, acknowledge it.
+"""Accepting an asynchronous request: store it and follow it in one write, queue it, acknowledge.
 
 The request record is created with a conditional write keyed by the client's request id,
 so a resent frame (a retry after a dropped socket, a double click) finds the first record
-instead of making a second job.
-
-The caller's connection follows the request before the record is written or read, and so
-before the message is queued: a resend from a new connection cannot miss a completion that
-lands between reading the record and subscribing. The subscription is found through an
-eventually consistent index, though, so it may not be visible to a processor that starts
-within moments; the connection that first submitted the request is stored on the record,
-and the processor always sends to it directly (see :mod:`.delivery`). A connection that
-resends the id moments before the job ends may miss its frames in that window; its
-acknowledgment's status, or a ``status`` request, tells it where the request stands.
+instead of making a second job. The same write adds the caller's connection to the
+request's followers (see :mod:`.delivery`): a resend from a new connection joins the
+audience atomically with reading where the request stands, so no completion can fall
+between the two, and a submission costs that one write and one SQS message.
 """
 
 from __future__ import annotations
@@ -20,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from streamer_core import (
-    TERMINAL_STATUSES,
     AcknowledgmentFrame,
     ClientFrame,
     ErrorCode,
@@ -29,7 +22,6 @@ from streamer_core import (
 )
 
 from .builtin_actions import Caller, request_key
-from .delivery import follow_request, unfollow_request
 from .observability import logger
 from .replies import error_frame
 
@@ -75,7 +67,6 @@ def submit(runtime: Runtime, caller: Caller, frame: ClientFrame) -> BaseModel:
     key = request_key(caller, frame.id)
     requests = runtime.storage.requests
     payload: dict[str, Any] = dict(frame.payload)
-    follow_request(runtime, key, caller.connection_id, expires_at=caller.connection_expires_at)
     try:
         record, created = requests.create(
             key,
@@ -85,18 +76,14 @@ def submit(runtime: Runtime, caller: Caller, frame: ClientFrame) -> BaseModel:
             metadata=dict(frame.metadata),
         )
     except ItemTooLargeError as error:
-        unfollow_request(runtime, key, caller.connection_id)
         return error_frame(ErrorCode.VALIDATION_ERROR, str(error), frame.id, {"field": "payload"})
     except ConflictError:
-        unfollow_request(runtime, key, caller.connection_id)
         return error_frame(
             ErrorCode.CONFLICT,
             "this request id was already used for a different action or payload",
             frame.id,
             {"field": "id"},
         )
-    if record.status in TERMINAL_STATUSES:
-        unfollow_request(runtime, key, caller.connection_id)
     if _should_enqueue(record, created, int(runtime.clock() * 1000)):
         try:
             _enqueue(runtime, key, caller)

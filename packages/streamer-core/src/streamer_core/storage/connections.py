@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -26,6 +26,18 @@ _BY_USER = CONNECTIONS.index("by_user")
 # asked for each cost one more round; more than this means the item keeps changing under us
 # and granting nothing is the safe answer.
 _RATE_LIMIT_ATTEMPTS = 4
+
+
+class RateGrant(NamedTuple):
+    """What one rate-limit reservation came to."""
+
+    units: int
+    window: int
+    """Start (epoch seconds) of the window the units count in: the table's, when another
+    container's clock runs ahead of ours."""
+    spent: bool = False
+    """Nothing granted because the live connection's window is used up (not because the
+    connection is unknown, or the item kept changing)."""
 
 
 def _to_connection(item: dict[str, Any]) -> Connection:
@@ -149,6 +161,28 @@ class ConnectionStore:
     ) -> int:
         """Take up to ``want`` units of this window's budget; how many were granted.
 
+        0 means nothing is left in the window *or* the connection is unknown or expired;
+        :meth:`take_rate` tells the two apart.
+        """
+        return self.take_rate(
+            connection_id,
+            limit=limit,
+            window_seconds=window_seconds,
+            want=want,
+            expect_new_window=expect_new_window,
+        ).units
+
+    def take_rate(
+        self,
+        connection_id: str,
+        *,
+        limit: int,
+        window_seconds: int = 60,
+        want: int = 1,
+        expect_new_window: bool = False,
+    ) -> RateGrant:
+        """Take up to ``want`` units of this window's budget, saying why when none are granted.
+
         A caller that counts messages locally (many Lambda containers, each with its own
         memory) reserves a chunk here and spends it without further writes. The counter
         lives on the connection item and the take is one conditional UpdateItem whose
@@ -158,9 +192,13 @@ class ConnectionStore:
         exact remainder is asked for next, without a read. The first take of a new window
         resets the counter; a caller that knows of no take in the current window says so
         with ``expect_new_window`` and the reset is tried first, so a window's first chunk
-        costs one write, not a failed add and a reset. 0 means nothing is left in the
-        window *or* the connection is unknown or expired; callers that must tell the two
-        apart read the connection.
+        costs one write, not a failed add and a reset.
+
+        The item handed back by a refusal also says why nothing was granted: ``spent`` is
+        True when the connection is live and its window is used up (nothing will be granted
+        again before the window named by ``window`` ends), False when the connection is
+        unknown or expired, or the item kept changing under us. A caller may remember a
+        spent window and refuse locally until it ends, since counts only grow within one.
         """
         if limit < 1 or window_seconds < 1 or want < 1:
             raise ValueError("limit, window_seconds and want must be at least 1")
@@ -174,9 +212,9 @@ class ConnectionStore:
             else:
                 old = self._take_in_window(connection_id, window, limit, want, now)
             if old is None:
-                return want
+                return RateGrant(want, window)
             if not old or not self._live(old):
-                return 0
+                return RateGrant(0, window)
             stored_window = old.get("rate_window")
             if stored_window is None or stored_window < window:
                 start = True
@@ -189,9 +227,9 @@ class ConnectionStore:
                 continue
             remaining = limit - int(old.get("rate_count", 0))
             if remaining <= 0:
-                return 0
+                return RateGrant(0, window, spent=True)
             want = min(want, remaining)
-        return 0
+        return RateGrant(0, window)
 
     def _take_in_window(
         self, connection_id: str, window: int, limit: int, want: int, now: float

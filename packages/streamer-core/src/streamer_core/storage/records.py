@@ -85,6 +85,9 @@ class RequestRecord:
     lease_until: int | None
     cancel_requested: bool
     metadata: dict[str, str]
+    followers: frozenset[str] = frozenset()
+    """Connections that get the request's progress and final frame: the one that submitted
+    it, any that resent its id, and any that asked its ``status`` while it ran."""
 
     def snapshot(self) -> RequestSnapshot:
         from streamer_core.protocol import RequestSnapshot
