@@ -1,5 +1,8 @@
 """The embedded AWS emulator: moto's server, in this process, on a loopback port.
 
+Every DynamoDB request it serves is applied at once (`atomic_dynamodb`), as the service
+applies it, for as long as it runs.
+
 One server per process is enough and is what makes restarts cheap: moto keeps its state in
 process-wide backends whatever server fronts them, so several servers would only share one
 state behind different ports, and handler modules that cached a boto3 client at cold start
@@ -15,9 +18,12 @@ import urllib.request
 
 from moto.server import ThreadedMotoServer
 
+from .atomic_dynamodb import install_atomic_dynamodb, uninstall_atomic_dynamodb
 from .moto_speedups import install_moto_speedups
 
 __all__ = ["AwsEmulator", "shared_emulator"]
+
+logger = logging.getLogger("streamer.local.emulator")
 
 _lock = threading.Lock()
 _shared: AwsEmulator | None = None
@@ -31,6 +37,7 @@ class AwsEmulator:
         self._port = port
         self._server: ThreadedMotoServer | None = None
         self._endpoint_url: str | None = None
+        self._atomic = False
 
     @property
     def endpoint_url(self) -> str:
@@ -48,8 +55,18 @@ class AwsEmulator:
             # werkzeug logs every request at INFO: thousands of lines per test run.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             install_moto_speedups()
+            self._atomic = install_atomic_dynamodb()
+            if not self._atomic:
+                logger.warning(
+                    "this moto has no hook for atomic DynamoDB requests: concurrent "
+                    "conditional writes may both succeed here, which DynamoDB never allows"
+                )
             server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
-            server.start()
+            try:
+                server.start()
+            except BaseException:
+                self._release_atomic()
+                raise
             host, port = server.get_host_and_port()
             self._server = server
             self._endpoint_url = f"http://{host}:{port}"
@@ -66,6 +83,12 @@ class AwsEmulator:
             self._server.stop()
             self._server = None
             self._endpoint_url = None
+            self._release_atomic()
+
+    def _release_atomic(self) -> None:
+        if self._atomic:
+            self._atomic = False
+            uninstall_atomic_dynamodb()
 
 
 def shared_emulator() -> AwsEmulator:
