@@ -17,9 +17,10 @@ __all__ = [
 API_GATEWAY_MAX_HEADER_BYTES = 10240
 """API Gateway's "total combined size of request line and header values", in bytes.
 
-AWS's quota tables give this figure for HTTP and REST APIs; the WebSocket table lists no
-header quota of its own, and the failure users report from API Gateway for an oversized
-header ("HTTP header is larger than 10240 bytes") names the same figure.
+The wording and the figure are those of AWS's quota table for HTTP APIs ("Quotas for
+configuring and running an HTTP API in API Gateway"). The WebSocket table lists no header
+quota of its own, and the error users report from API Gateway for an oversized header
+("HTTP header is larger than 10240 bytes") names the same figure.
 """
 
 
