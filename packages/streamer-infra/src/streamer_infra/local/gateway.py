@@ -46,7 +46,14 @@ class _RedactTokens(logging.Filter):
     browser client's token travels (query string, subprotocol)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact_tokens(record.getMessage())
+        message = record.getMessage()
+        if record.exc_info:
+            # A parser error's traceback quotes the offending line: format it here, redacted,
+            # so that no handler formats the raw one.
+            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = redact_tokens(message)
         record.args = None
         return True
 
