@@ -4,9 +4,9 @@ Every function of the local stack runs on a worker thread of one process, so the
 one GIL: at any moment one thread runs Python, wherever the threads are placed. What
 spreading them over cores does buy is a cross-core wake-up on every hand-off (gateway to
 worker, worker back to gateway, handler to the emulator's server thread), and on a virtual
-machine that is an inter-processor interrupt: on the 2-vCPU machine the benchmarks run on,
-one loop-to-thread-and-back hop takes about 175 us across cores and 50 us on one. The
-other cores stay free for the clients, which is where a developer's load comes from.
+machine that is an inter-processor interrupt, several times dearer than a hand-off on one
+core (`benchmarks/README.md`). The other cores stay free for the clients, which is where a
+developer's load comes from.
 
 Work that releases the GIL for long (numpy, compression in C) would lose its parallelism,
 so `streamer dev --no-pin-cpu` leaves placement to the kernel.
