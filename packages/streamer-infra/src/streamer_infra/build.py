@@ -8,7 +8,8 @@ Dependencies are resolved for the target platform first, the whole closure, pinn
 versions installed in the workspace so the archive runs the code the tests ran. What Lambda's
 runtime provides (boto3 and its closure, `archive_twin.PROVIDED_BY_RUNTIME`) is then dropped
 however it was reached: a direct requirement or a package's own dependency (`aws-xray-sdk`
-requires botocore), since a second botocore would triple the archive and shadow the runtime's.
+requires botocore), since a second botocore would be most of the archive and would shadow the
+runtime's.
 The rest is installed with `--no-deps`, exactly the resolved versions.
 
 The archive carries bytecode for CPython 3.12, because Lambda's task root is read-only: a
