@@ -18,6 +18,7 @@ BENCHMARKS = (
     "jwt_speed",
     "cold_start",
     "router_cost",
+    "aws_requests",
     "roundtrip",
     "async_job",
     "fanout",

@@ -63,6 +63,13 @@ class Counts:
         parts += [f"{name} invocation {n}" for name, n in sorted(self.invocations.items()) if n]
         return ", ".join(parts) or "nothing"
 
+    def __add__(self, other: Counts) -> Counts:
+        requests = Counter(self.requests)
+        requests.update(other.requests)
+        invocations = Counter(self.invocations)
+        invocations.update(other.invocations)
+        return Counts(dict(requests), dict(invocations))
+
     def __sub__(self, other: Counts) -> Counts:
         requests = Counter(self.requests)
         requests.subtract(other.requests)
