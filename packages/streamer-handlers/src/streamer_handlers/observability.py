@@ -137,7 +137,9 @@ def get_tracer() -> Any:
         if _tracer is None:
             from aws_lambda_powertools import Tracer
 
-            _tracer = Tracer(service=SERVICE)
+            # Only botocore: the default patches every library the X-Ray SDK knows, and
+            # importing each to patch it is paid at every cold start.
+            _tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
         return _tracer
 
 
