@@ -48,6 +48,7 @@ from .connection import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_CONNECTION_AGE,
     ConnectionOptions,
+    Connector,
     Link,
     TokenProvider,
     retry_delay,
@@ -134,6 +135,9 @@ class StreamerClient:
     ``resend_unanswered=True`` it is sent again with the same id instead, which is safe only for
     asynchronous actions (the server de-duplicates them by id) and idempotent synchronous ones.
     Accepted asynchronous jobs are never at risk: they are re-attached with ``status``.
+
+    ``connect`` opens each socket (websockets' ``connect`` when None): pass
+    ``streamer_client.testing.MockServer().connect`` to run against an in-memory server.
     """
 
     def __init__(
@@ -160,6 +164,7 @@ class StreamerClient:
         max_buffered_events: int = 1000,
         on_state_change: StateCallback | None = None,
         on_frame: FrameCallback | None = None,
+        connect: Connector | None = None,
     ) -> None:
         if token is not None and token_provider is not None:
             raise ValueError("pass either token or token_provider, not both")
@@ -193,6 +198,7 @@ class StreamerClient:
             options=self._options,
             observer=self._observer,
             hooks=_Hooks(self),
+            connect=connect,
         )
         self._calls = CallTable()
         self._jobs: dict[str, Job] = {}

@@ -16,12 +16,12 @@ import asyncio
 import inspect
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect as websockets_connect
 from websockets.client import process_exception
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.protocol import State
@@ -30,7 +30,9 @@ from .errors import AuthenticationFailed, ConnectionFailed
 from .states import ConnectionState, StateObserver
 
 __all__ = [
+    "ClientSocket",
     "ConnectionOptions",
+    "Connector",
     "Link",
     "LinkHooks",
     "TokenProvider",
@@ -126,6 +128,45 @@ def handshake_target(
     return urlunsplit(parts._replace(query=urlencode(query))), {}
 
 
+class ClientSocket(Protocol):
+    """What the link uses of an open WebSocket (websockets' ``ClientConnection`` has all of it)."""
+
+    @property
+    def state(self) -> State:
+        """``State.OPEN`` while frames can be written."""
+
+    async def send(self, message: str, /) -> None:
+        """Write one text frame; raises websockets' ``ConnectionClosed`` on a closed socket."""
+
+    async def close(self) -> None:
+        """Close the socket; returns once it is closed."""
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """The frames received, ending (or raising ``ConnectionClosed``) when the socket closes."""
+
+
+class Connector(Protocol):
+    """Opens one socket: the client's one seam to the network.
+
+    websockets' ``connect`` is the default; ``streamer_client.testing.MockServer.connect`` is an
+    in-memory server, the way httpx's ``MockTransport`` replaces its network transport. A
+    connector must fail as websockets' ``connect`` does (``InvalidStatus`` for a refused
+    handshake, ``OSError`` for an unreachable server), because the link tells a retry from a
+    final refusal by those exceptions.
+    """
+
+    def __call__(
+        self,
+        uri: str,
+        /,
+        *,
+        additional_headers: dict[str, str],
+        open_timeout: float | None,
+        user_agent_header: str,
+    ) -> Awaitable[ClientSocket]:
+        """Open a socket to ``uri`` with the handshake headers (the token travels there)."""
+
+
 class LinkHooks(Protocol):
     """What the link needs from the protocol layer above it."""
 
@@ -195,14 +236,16 @@ class Link:
         options: ConnectionOptions,
         observer: StateObserver,
         hooks: LinkHooks,
+        connect: Connector | None = None,
     ) -> None:
         self._url = url
+        self._connect: Connector = connect if connect is not None else websockets_connect
         self._token = token
         self._token_provider = token_provider
         self._options = options
         self._observer = observer
         self._hooks = hooks
-        self._ws: ClientConnection | None = None
+        self._ws: ClientSocket | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
         self._renewing = False
@@ -265,7 +308,7 @@ class Link:
             value = await value
         return value
 
-    async def _attempt(self) -> ClientConnection:
+    async def _attempt(self) -> ClientSocket:
         try:
             token = await self._resolve_token()
         except Exception as exc:
@@ -273,7 +316,7 @@ class Link:
             raise _AttemptFailed(error, retryable=True) from exc
         url, headers = handshake_target(self._url, token, query_token=self._options.query_token)
         try:
-            return await connect(
+            return await self._connect(
                 url,
                 additional_headers=headers,
                 open_timeout=self._options.open_timeout,
@@ -301,7 +344,7 @@ class Link:
             error = ConnectionFailed(f"cannot connect to {self._url}: {detail}")
             raise _AttemptFailed(error, retryable=process_exception(exc) is None) from exc
 
-    async def _supervise(self, ws: ClientConnection) -> None:
+    async def _supervise(self, ws: ClientSocket) -> None:
         # open() already restored the first socket, before returning to the caller.
         restore = False
         loop = asyncio.get_running_loop()
@@ -332,7 +375,7 @@ class Link:
             logger.exception("connection supervisor failed")
             self._give_up(ConnectionFailed(f"connection failed: {exc}"))
 
-    def _adopt(self, ws: ClientConnection) -> None:
+    def _adopt(self, ws: ClientSocket) -> None:
         """Make ``ws`` the socket frames are written to, before anyone else can write."""
         self._renewing = False
         self._ws = ws
@@ -352,7 +395,7 @@ class Link:
         self._observer.set(ConnectionState.CLOSED)
         self._hooks.on_closed(error)
 
-    async def _reconnect(self, *, immediately: bool) -> ClientConnection:
+    async def _reconnect(self, *, immediately: bool) -> ClientSocket:
         """Attempt until a handshake succeeds; the backoff carries over from earlier drops.
 
         Only a socket that stayed up resets the backoff (see ``stable_after``), so a server that
@@ -377,7 +420,7 @@ class Link:
                     ) from failed.__cause__
                 logger.info("reconnect attempt %d failed: %s", backoff.attempts, failed.error)
 
-    async def _serve(self, ws: ClientConnection, *, restore: bool) -> None:
+    async def _serve(self, ws: ClientSocket, *, restore: bool) -> None:
         """Run one socket until it closes, its heartbeat fails or it reaches its age limit."""
         watchers = [asyncio.create_task(self._read(ws))]
         if self._options.heartbeat_interval is not None:
@@ -399,7 +442,7 @@ class Link:
             await asyncio.gather(*watchers, return_exceptions=True)
             await ws.close()
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: ClientSocket) -> None:
         try:
             async for message in ws:
                 try:
