@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from client_fakes import (
+    FAST,
     WAIT,
     FakeConnection,
     FakeServer,
@@ -39,6 +40,7 @@ from streamer_client import (
     UnauthorizedError,
     ValidationError,
 )
+from streamer_client.testing import MockServer, Progress
 
 MakeClient = Callable[..., StreamerClient]
 
@@ -73,20 +75,12 @@ async def test_query_token_only_when_asked(server: FakeServer, make_client: Make
     assert "Authorization" not in server.handshakes[0]
 
 
-async def test_async_job_streams_progress_then_completes(
-    server: FakeServer, make_client: MakeClient
-) -> None:
-    async def script(conn: FakeConnection) -> None:
-        frame = await conn.recv()
-        rid = frame["id"]
-        await conn.send(ack(rid, frame["action"]))
-        for seq, pct in enumerate((10.0, 50.0, 100.0), start=1):
-            await conn.send(progress(rid, seq, pct, f"step {seq}"))
-        await conn.send(complete(rid, {"rows": 3}))
-
-    server.script = script
+async def test_async_job_streams_progress_then_completes() -> None:
+    server = MockServer()
+    steps = [Progress(pct, f"step {seq}") for seq, pct in enumerate((10.0, 50.0, 100.0), start=1)]
+    server.job("generate_report", progress=steps, result={"rows": 3})
     seen: list[ProgressFrame] = []
-    async with make_client() as client:
+    async with StreamerClient("ws://test", **FAST, token="tok-1", connect=server.connect) as client:
         result = await asyncio.wait_for(
             client.request("generate_report", {"n": 3}, on_progress=seen.append), WAIT
         )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from client_fakes import (
+    FAST,
     WAIT,
     FakeConnection,
     FakeServer,
@@ -27,6 +28,7 @@ from streamer_client import (
     RateLimitedError,
     StreamerClient,
 )
+from streamer_client.testing import MockServer
 
 MakeClient = Callable[..., StreamerClient]
 
@@ -100,25 +102,20 @@ async def test_invalid_topic_is_refused_locally(
     assert server.actions("subscribe") == []
 
 
-async def test_topics_are_subscribed_again_after_reconnect(
-    server: FakeServer, make_client: MakeClient
-) -> None:
-    async def script(conn: FakeConnection) -> None:
-        frame = await conn.recv_action("subscribe")
-        await conn.send(subscribed(frame["id"], frame["payload"]["topic"]))
-        if conn.index == 0:
-            await conn.send(event("news", "before", "E1"))
-            await conn.close()
-            return
-        await conn.send(event("news", "after", "E2"))
-        await answer_basics(conn)
-
-    server.script = script
-    async with make_client() as client, client.subscribe("news") as events:
+async def test_topics_are_subscribed_again_after_reconnect() -> None:
+    server = MockServer()
+    client = StreamerClient("ws://test", **FAST, token="tok-1", connect=server.connect)
+    async with client, client.subscribe("news") as events:
+        server.publish("news", "before", event_id="E1")
         first = await asyncio.wait_for(anext(events), WAIT)
+        server.drop()
+        await server.wait_for(lambda: "news" in server.topics)
+        server.publish("news", "after", event_id="E2")
         second = await asyncio.wait_for(anext(events), WAIT)
     assert [first.data, second.data] == ["before", "after"]
-    assert [f["payload"]["topic"] for f in server.actions("subscribe")] == ["news", "news"]
+    subscribes = [frame for frame in server.received if frame.action == "subscribe"]
+    assert [frame.payload["topic"] for frame in subscribes] == ["news", "news"]
+    assert len(server.connections) == 2
 
 
 async def test_subscribing_while_disconnected_completes_after_reconnect(
