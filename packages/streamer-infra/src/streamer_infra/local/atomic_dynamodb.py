@@ -12,32 +12,28 @@ held around moto's handling of each DynamoDB request: the action and the seriali
 its answer, so a response never shows an item another request is changing. Every request
 type takes it (`BatchWriteItem` and the transactions included); other services never do.
 
-The patch is counted, so that it is in place exactly while at least one emulator that asked
-for it runs, and is undone to moto's own method when the last one stops.
+Only the emulator's own requests take the lock (`moto_patches`): in-process moto elsewhere in
+the process keeps moto's own concurrency, and the patch is in place exactly while at least one
+emulator runs.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["atomic_dynamodb_installed", "install_atomic_dynamodb", "uninstall_atomic_dynamodb"]
+from .moto_patches import MotoPatches, Patch, serving_request
+
+__all__ = [
+    "ATOMIC_DYNAMODB",
+    "atomic_dynamodb_installed",
+    "install_atomic_dynamodb",
+    "uninstall_atomic_dynamodb",
+]
 
 _state = threading.Lock()
-_users = 0
-_original: Callable[[Any], Any] | None = None
 _backend_locks: dict[tuple[str, str], threading.Lock] = {}
-
-
-def _handler_class() -> Any:
-    try:
-        from moto.dynamodb.responses import DynamoHandler
-    except ImportError:
-        return None
-    if not callable(DynamoHandler.__dict__.get("call_action")):
-        return None
-    return DynamoHandler
 
 
 def _backend_lock(account: str, region: str) -> threading.Lock:
@@ -49,45 +45,43 @@ def _backend_lock(account: str, region: str) -> threading.Lock:
     return lock
 
 
+def _locked(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def call_action(self: Any) -> Any:
+        if not serving_request():
+            return original(self)
+        with _backend_lock(self.current_account, self.region):
+            return original(self)
+
+    return call_action
+
+
+def _patches() -> Sequence[Patch | None]:
+    try:
+        from moto.dynamodb.responses import DynamoHandler
+    except ImportError:
+        return [None]
+    if not callable(DynamoHandler.__dict__.get("call_action")):
+        return [None]
+    return [Patch(DynamoHandler, "call_action", _locked)]
+
+
+ATOMIC_DYNAMODB = MotoPatches(_patches)
+
+
 def install_atomic_dynamodb() -> bool:
-    """Make moto's DynamoDB requests atomic until the matching `uninstall_atomic_dynamodb`.
+    """Make the emulator's DynamoDB requests atomic until the matching uninstall.
 
-    False, and nothing patched, if this moto lacks the hook; each successful call must be
-    matched by one uninstall.
+    False if this moto lacks the hook (nothing is locked then); either way, match each call
+    with one `uninstall_atomic_dynamodb`.
     """
-    global _original, _users
-    with _state:
-        if _users == 0:
-            handler = _handler_class()
-            if handler is None:
-                return False
-            original: Callable[[Any], Any] = handler.__dict__["call_action"]
-
-            def call_action(self: Any) -> Any:
-                with _backend_lock(self.current_account, self.region):
-                    return original(self)
-
-            handler.call_action = call_action
-            _original = original
-        _users += 1
-        return True
+    return ATOMIC_DYNAMODB.install()
 
 
 def uninstall_atomic_dynamodb() -> None:
     """Release one install; the last one puts moto's own method back."""
-    global _original, _users
-    with _state:
-        if _users == 0:
-            return
-        _users -= 1
-        if _users == 0 and _original is not None:
-            handler = _handler_class()
-            if handler is not None:
-                handler.call_action = _original
-            _original = None
+    ATOMIC_DYNAMODB.uninstall()
 
 
 def atomic_dynamodb_installed() -> bool:
-    """Whether moto's DynamoDB requests currently run under the lock."""
-    with _state:
-        return _users > 0
+    """Whether the emulator's DynamoDB requests currently run under the lock."""
+    return ATOMIC_DYNAMODB.installed
