@@ -1,48 +1,54 @@
 """Faster paths through moto's DynamoDB code where it only copies, measures or compares values.
 
-moto 5.2 serializes every response by walking botocore's output model. For DynamoDB that
-means visiting each `AttributeValue` union of each item and trying all ten of its members
-through an alias-resolving attribute picker: about 0.4 ms per returned item, so a fan-out
-that queries 1,000 subscribers spends most of a second in the emulator alone, a cost the
-real service does not have. moto's DynamoDB backend already hands the serializer values in
-wire form (`{"S": "..."}`, `{"M": {...}}`), so for the values where the model walk provably
-changes nothing they are copied as they are.
+The local stack's fan-out reads every subscriber of a topic in one query, and moto spends far
+longer on such a query than the service does: time the same tests and benchmarks would
+otherwise charge to Streamer. Nearly all of it goes where moto re-derives what it already
+holds:
 
-Projections (`ProjectionExpression`) get the same treatment. moto projects an item by
-turning the whole item into plain Python values once per projected name and serializing the
-result back, about half of a subscriber query's time in the emulator; a projection of
-top-level names whose values that round trip leaves as they are (strings, booleans, nulls,
-integers in canonical form) now copies those values instead. A query also deep-copies and
-sizes every item it reads; strings, numbers, booleans and nulls are copied and sized
-directly, with the answers moto's own code gives. And it compares the key of every item in
-the table with the condition's, then sorts the matches, each comparison asking a value for
-its ``cast_value``, which answers a string with itself only after five questions about its
-type; strings, binaries and booleans now answer at once (a 1,000-item index query in-process:
-42.5 ms to 38 ms, the minimum of 30).
+- serialization walks botocore's output model through every `AttributeValue` union, trying
+  each member through an alias-resolving picker, although moto's backend already hands the
+  serializer values in wire form (`{"S": "..."}`, `{"M": {...}}`);
+- a `ProjectionExpression` turns the whole item into plain Python values once per projected
+  name and serializes the result back, then checks the projection's size as if it were a new
+  write;
+- sizing an item for the 1 MB page limit asks each scalar five questions about its type;
+- matching and sorting keys asks each value for its ``cast_value``, which answers a string
+  with itself, again only after five questions.
 
-"Provably changes nothing" is kept narrow: a value qualifies only if it is built from
-`str`, `bool`, `list` and `dict` alone, with no binary members (`B`, `BS`, which the walk
-base64-encodes) and booleans that are real booleans (the walk coerces strings). Anything
-else takes moto's own path. The responses are byte-for-byte those of the unpatched
-serializer; `tests/infra/test_infra_moto_speedups.py` checks that against moto itself.
+Each fast path is taken only where it provably gives moto's own answer, and anything else
+takes moto's path: a value skips the model walk only if built from `str`, `bool`, `list` and
+`dict` alone, with no binary members (`B`, `BS`, which the walk base64-encodes) and booleans
+that are real booleans (the walk coerces strings); a projection only if it names top-level
+attributes whose values survive moto's round trip unchanged. Copying items needs nothing
+here: moto 5.2's own ``Item.__deepcopy__`` already skips the pickle protocol and the size
+check. `tests/infra/test_infra_moto_speedups.py` runs the same DynamoDB calls against moto
+with and without these paths and compares the responses byte for byte.
+
+The paths are installed and scoped as `moto_patches` describes: only while an emulator runs,
+and only on the threads answering its requests.
 """
 
 from __future__ import annotations
 
-import copy
 import re
-import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["install_moto_speedups", "plain_projection", "wire_form"]
+from .moto_patches import MotoPatches, Patch, serving_request
+
+__all__ = [
+    "MOTO_SPEEDUPS",
+    "install_moto_speedups",
+    "plain_projection",
+    "scalar_size",
+    "uninstall_moto_speedups",
+    "wire_form",
+]
 
 _ATTRIBUTE_VALUE = "AttributeValue"
 _BINARY = frozenset({"B", "BS"})
 _BOOLEAN = frozenset({"BOOL", "NULL"})
 _CANONICAL_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
-_installed: bool | None = None
-"""None until the patches were tried; then whether all of them took."""
-_lock = threading.Lock()
 
 
 def wire_form(value: Any) -> bool:
@@ -104,46 +110,6 @@ def plain_projection(
     return projected
 
 
-_SCALAR_TYPES = frozenset({"S", "N", "BOOL", "NULL"})
-
-
-def install_moto_speedups() -> bool:
-    """Patch moto once per process; False if this moto lacks one of the patched hooks.
-
-    Only speed depends on it: where moto looks different, that path simply stays moto's own,
-    and each patch is applied on its own.
-    """
-    global _installed
-    with _lock:
-        if _installed is None:
-            serializer = _install_serializer()
-            items = _install_item_paths()
-            casts = _install_cast_value()
-            _installed = serializer and items and casts
-        return _installed
-
-
-def _install_serializer() -> bool:
-    try:
-        from moto.core.serialize import BaseJSONSerializer
-    except ImportError:
-        return False
-    original = getattr(BaseJSONSerializer, "_serialize_type_structure", None)
-    if original is None:
-        return False
-
-    def _serialize_type_structure(
-        self: Any, serialized: Any, value: Any, shape: Any, key: str
-    ) -> None:
-        if key and getattr(shape, "name", None) == _ATTRIBUTE_VALUE and wire_form(value):
-            serialized[self.get_serialized_name(shape, key)] = value
-            return
-        original(self, serialized, value, shape, key)
-
-    BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
-    return True
-
-
 def scalar_size(kind: str, value: Any) -> int | None:
     """What moto's ``DynamoType.size`` answers for a scalar, or None for anything else."""
     if kind == "S" and isinstance(value, str):
@@ -155,83 +121,119 @@ def scalar_size(kind: str, value: Any) -> int | None:
     return None
 
 
-def _install_item_paths() -> bool:
-    """Project, copy and size items without moto's per-value machinery where values are scalars.
+def install_moto_speedups() -> bool:
+    """Install the fast paths until the matching `uninstall_moto_speedups`.
 
-    Every query deep-copies each matching item, sizes it (its 1 MB page limit) and projects
-    it. For a str or bool value moto's ``DynamoType.__deepcopy__`` ends in ``result.value =
-    self.value`` anyway, and a subset of an item that passed the 400 KB check on write needs
-    no second check, so such copies are built directly; lists, maps, sets and binary values
-    still go through ``copy.deepcopy`` and moto's own ``size``.
+    False if this moto lacks one of the hooks: that path stays moto's own, the others still
+    apply, and only speed depends on it. Match each call with one uninstall.
     """
+    return MOTO_SPEEDUPS.install()
+
+
+def uninstall_moto_speedups() -> None:
+    """Release one install; the last one puts moto's own methods back."""
+    MOTO_SPEEDUPS.uninstall()
+
+
+def _patches() -> Sequence[Patch | None]:
+    return [*_serializer_patches(), *_item_patches(), *_cast_value_patches()]
+
+
+def _serializer_patches() -> Sequence[Patch | None]:
+    try:
+        from moto.core.serialize import BaseJSONSerializer
+    except ImportError:
+        return [None]
+    if not callable(BaseJSONSerializer.__dict__.get("_serialize_type_structure")):
+        return [None]
+
+    def replace(original: Callable[..., None]) -> Callable[..., None]:
+        def _serialize_type_structure(
+            self: Any, serialized: Any, value: Any, shape: Any, key: str
+        ) -> None:
+            if (
+                key
+                and getattr(shape, "name", None) == _ATTRIBUTE_VALUE
+                and serving_request()
+                and wire_form(value)
+            ):
+                serialized[self.get_serialized_name(shape, key)] = value
+                return
+            original(self, serialized, value, shape, key)
+
+        return _serialize_type_structure
+
+    return [Patch(BaseJSONSerializer, "_serialize_type_structure", replace)]
+
+
+def _item_patches() -> Sequence[Patch | None]:
     try:
         from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     except ImportError:
-        return False
-    original_project = getattr(Item, "project", None)
-    if original_project is None or not hasattr(Item, "size"):
-        return False
+        return [None, None]
 
-    def build(self: Any, attrs: dict[str, Any], copy_key: Any) -> Any:
-        """An Item as moto's own ``Item.__deepcopy__`` builds one, skipping the size check."""
-        result: Any = Item.__new__(Item)
-        result.hash_key = copy_key(self.hash_key)
-        result.range_key = copy_key(self.range_key)
-        checked = LimitedSizeDict.__new__(LimitedSizeDict)
-        dict.__init__(checked)
-        dict.update(checked, attrs)
-        result.attrs = checked
-        return result
+    def replace_project(original: Callable[..., Any]) -> Callable[..., Any]:
+        def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+            # A projection is a subset of an item that passed the 400 KB check when written:
+            # it is built without moto's second check, as moto's own deep copy builds items.
+            projected = (
+                plain_projection(self.attrs, projection_expressions) if serving_request() else None
+            )
+            if projected is None:
+                return original(self, projection_expressions)
+            result: Any = Item.__new__(Item)
+            result.hash_key = self.hash_key
+            result.range_key = self.range_key
+            attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+            dict.__init__(attrs, {name: DynamoType(self.attrs[name]) for name in projected})
+            result.attrs = attrs
+            return result
 
-    def copy_value(value: Any, memo: dict[int, Any]) -> Any:
-        if type(value) is DynamoType and value.type in _SCALAR_TYPES:
-            return DynamoType(value)
-        return copy.deepcopy(value, memo)
+        return project
 
-    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
-        projected = plain_projection(self.attrs, projection_expressions)
-        if projected is None:
-            return original_project(self, projection_expressions)
-        attrs = {name: DynamoType(self.attrs[name]) for name in projected}
-        return build(self, attrs, lambda key: key)
+    def replace_size(original: Callable[[Any], int]) -> Callable[[Any], int]:
+        def size(self: Any) -> int:
+            if not serving_request():
+                return original(self)
+            total = 0
+            for key, value in self.attrs.items():
+                known = scalar_size(value.type, value.value) if type(value) is DynamoType else None
+                total += len(key.encode("utf-8")) + (value.size() if known is None else known)
+            return total
 
-    def __deepcopy__(self: Any, memo: dict[int, Any]) -> Any:
-        attrs = {key: copy_value(value, memo) for key, value in self.attrs.items()}
-        result = build(self, attrs, lambda key: copy_value(key, memo))
-        memo[id(self)] = result
-        return result
+        return size
 
-    def size(self: Any) -> int:
-        total = 0
-        for key, value in self.attrs.items():
-            known = scalar_size(value.type, value.value) if type(value) is DynamoType else None
-            total += len(key.encode("utf-8")) + (value.size() if known is None else known)
-        return total
-
-    Item.project = project  # type: ignore[method-assign]
-    Item.__deepcopy__ = __deepcopy__  # type: ignore[method-assign]
-    Item.size = size  # type: ignore[method-assign]
-    return True
+    return [
+        Patch(Item, "project", replace_project) if callable(Item.__dict__.get("project")) else None,
+        Patch(Item, "size", replace_size) if callable(Item.__dict__.get("size")) else None,
+    ]
 
 
 _SELF_CAST_TYPES = frozenset({"S", "B", "BOOL"})
 """Types whose ``cast_value`` in moto is the value itself (the last branch of its chain)."""
 
 
-def _install_cast_value() -> bool:
+def _cast_value_patches() -> Sequence[Patch | None]:
     try:
         from moto.dynamodb.models.dynamo_type import DynamoType
     except ImportError:
-        return False
+        return [None]
     prop = DynamoType.__dict__.get("cast_value")
-    original = getattr(prop, "fget", None)
-    if not isinstance(prop, property) or original is None:
-        return False
+    if not isinstance(prop, property) or prop.fget is None:
+        return [None]
 
-    def cast_value(self: Any) -> Any:
-        if self.type in _SELF_CAST_TYPES:
-            return self.value
-        return original(self)
+    def replace(original: property) -> property:
+        moto_cast = original.fget
+        assert moto_cast is not None
 
-    DynamoType.cast_value = property(cast_value)  # type: ignore[assignment,method-assign]
-    return True
+        def cast_value(self: Any) -> Any:
+            if self.type in _SELF_CAST_TYPES and serving_request():
+                return self.value
+            return moto_cast(self)
+
+        return property(cast_value)
+
+    return [Patch(DynamoType, "cast_value", replace)]
+
+
+MOTO_SPEEDUPS = MotoPatches(_patches)
