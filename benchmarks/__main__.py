@@ -21,6 +21,7 @@ BENCHMARKS = (
     "aws_requests",
     "roundtrip",
     "async_job",
+    "job_burst",
     "fanout",
     "connections",
 )
