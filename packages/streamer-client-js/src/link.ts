@@ -306,7 +306,11 @@ export class Link {
         protocols: string[],
         options?: { headers: { [name: string]: string } },
       ) => WebSocketLike;
-      socket = new Socket(target.headers === null ? new WS(target.url, target.protocols) : new WS(target.url, target.protocols, { headers: target.headers }));
+      const ws =
+        target.headers === null
+          ? new WS(target.url, target.protocols)
+          : new WS(target.url, target.protocols, { headers: target.headers });
+      socket = new Socket(ws);
     } catch (error) {
       const detail = error instanceof Error ? error.message : String(error);
       throw new AttemptFailed(new ConnectionFailedError(`cannot connect to ${this.url}: ${detail}`), false);

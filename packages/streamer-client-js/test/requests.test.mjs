@@ -257,8 +257,8 @@ test("an already aborted signal sends nothing", () =>
     const client = makeClient();
     await within(client.connect());
     const reason = new Error("not today");
-    await assert.rejects(client.request("echo", {}, { signal: AbortSignal.abort(reason) }), (e) => e === reason);
-    await assert.rejects(client.submit("echo", {}, { signal: AbortSignal.abort(reason) }), (e) => e === reason);
+    await assert.rejects(within(client.request("echo", {}, { signal: AbortSignal.abort(reason) })), (e) => e === reason);
+    await assert.rejects(within(client.submit("echo", {}, { signal: AbortSignal.abort(reason) })), (e) => e === reason);
     server.onFrame = (c, f) => c.send(response(f.id, 1));
     await within(client.request("probe"));
     assert.deepEqual(server.connections[0].received.map((f) => f.action), ["probe"]);
@@ -268,11 +268,11 @@ test("a bounded wait for a job's result stops waiting but leaves the job running
   withServer(async (server, makeClient) => {
     server.onFrame = (conn, frame) => conn.send(ack(frame.id));
     const job = await within(makeClient().submit("generate_report"));
-    await assert.rejects(job.wait({ timeout: 20 }), RequestTimeoutError);
+    await assert.rejects(within(job.wait({ timeout: 20 })), RequestTimeoutError);
     const controller = new AbortController();
     const waiting = job.wait({ signal: controller.signal });
     controller.abort();
-    await assert.rejects(waiting, { name: "AbortError" });
+    await assert.rejects(within(waiting), { name: "AbortError" });
     assert.equal(job.done(), false);
     server.connections[0].send(complete(job.id, "eventually"));
     assert.equal(await within(job.wait()), "eventually");
@@ -285,9 +285,9 @@ test("a closed client refuses new work", () =>
     await client.close();
     assert.equal(client.state, "closed");
     assert.equal(client.closed, true);
-    await assert.rejects(client.request("echo"), ClientClosedError);
-    await assert.rejects(client.subscribe("news"), ClientClosedError);
-    await assert.rejects(client.connect(), ClientClosedError);
+    await assert.rejects(within(client.request("echo")), ClientClosedError);
+    await assert.rejects(within(client.subscribe("news")), ClientClosedError);
+    await assert.rejects(within(client.connect()), ClientClosedError);
   }));
 
 test("closing fails pending requests and jobs with ClientClosedError", () =>
@@ -318,7 +318,7 @@ test("invalid requests are refused before anything is sent", () =>
       () => client.request("echo", { lone: "\ud800" }),
       () => client.request("echo", {}, { metadata: { trace: 17 } }),
     ];
-    for (const make of cases) await assert.rejects(make(), InvalidRequestError);
+    for (const make of cases) await assert.rejects(within(make()), InvalidRequestError);
     let deep = {};
     for (let i = 0; i < 40; i += 1) deep = { deep };
     const failure = await client.request("echo", deep).catch((e) => e);
@@ -345,7 +345,7 @@ test("reusing the id of a pending request is refused locally", () =>
     server.onFrame = (conn, frame) => conn.send(ack(frame.id));
     const client = makeClient();
     await within(client.submit("generate_report", {}, { requestId: "same" }));
-    await assert.rejects(client.submit("generate_report", {}, { requestId: "same" }), InvalidRequestError);
+    await assert.rejects(within(client.submit("generate_report", {}, { requestId: "same" })), InvalidRequestError);
   }));
 
 test("cancelling a queued job resolves with CANCELLED and rejects its result", () =>

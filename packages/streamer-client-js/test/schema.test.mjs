@@ -98,7 +98,8 @@ function ruleDifferences(schema) {
         problems.push(`${at}: required ${required.has(field)} in the schema, not in the client`);
       }
       if ("default" in property && rule.fill && JSON.stringify(rule.fill()) !== JSON.stringify(property.default)) {
-        problems.push(`${at}: default ${JSON.stringify(property.default)} in the schema, ${JSON.stringify(rule.fill())} in the client`);
+        const ours = JSON.stringify(rule.fill());
+        problems.push(`${at}: default ${JSON.stringify(property.default)} in the schema, ${ours} in the client`);
       }
       const { inner, nullable } = unwrapNullable(property);
       if (nullable !== Boolean(rule.nullable)) problems.push(`${at}: nullable ${nullable} in the schema`);
@@ -107,7 +108,11 @@ function ruleDifferences(schema) {
       const same = (() => {
         switch (kind.kind) {
           case "string":
-            return inner.type === "string" && inner.const === undefined && (inner.pattern ?? null) === (kind.pattern?.source ?? null);
+            return (
+              inner.type === "string" &&
+              inner.const === undefined &&
+              (inner.pattern ?? null) === (kind.pattern?.source ?? null)
+            );
           case "integer":
             return inner.type === "integer" && (inner.minimum ?? null) === (kind.minimum ?? null);
           case "number":
@@ -187,7 +192,14 @@ test("the rule comparison notices a schema that changed", () => {
   changed.$defs.ProgressState.properties.seq.minimum = 1;
   changed.$defs.RequestStatus.enum.push("PAUSED");
   const problems = ruleDifferences(changed).join("\n");
-  for (const expected of ["ProgressFrame: fields", "ErrorFrame.details: required", "server frame types", "ProgressState.seq", "RequestStatus"]) {
+  const expectations = [
+    "ProgressFrame: fields",
+    "ErrorFrame.details: required",
+    "server frame types",
+    "ProgressState.seq",
+    "RequestStatus",
+  ];
+  for (const expected of expectations) {
     assert.ok(problems.includes(expected), `${expected} not reported in:\n${problems}`);
   }
 });

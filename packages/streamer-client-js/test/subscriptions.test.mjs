@@ -81,7 +81,7 @@ test("an invalid topic is refused before anything is sent", () =>
   withServer(async (server, makeClient) => {
     const client = makeClient();
     for (const topic of ["", "has space", "hash#", "dollar$", "x".repeat(257)]) {
-      await assert.rejects(client.subscribe(topic), InvalidRequestError);
+      await assert.rejects(within(client.subscribe(topic)), InvalidRequestError);
     }
     assert.deepEqual(server.connections[0].received, []);
   }));
