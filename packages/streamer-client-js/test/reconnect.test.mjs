@@ -127,6 +127,28 @@ test("an accepted job is re-attached with status and resumes its progress withou
     assert.equal(server.framesOf("generate_report").length, 1);
   }));
 
+test("a snapshot older than the progress already delivered is not delivered again", () =>
+  withServer(async (server, makeClient) => {
+    const client = makeClient();
+    const submitted = client.submit("generate_report");
+    const first = await server.connection(1);
+    first.send(ack((await first.recvAction("generate_report")).id));
+    const job = await within(submitted);
+    first.send(progress(job.id, 1, 10));
+    first.send(progress(job.id, 2, 20));
+    await eventually(() => job.latestProgress?.seq === 2, "two updates");
+    await first.drop();
+    const second = await server.connection(2);
+    const query = await second.recvAction("status");
+    // The stored state lags behind what the socket already delivered.
+    second.send(status(query.id, job.id, "PROCESSING", { progress: progressState(1, 10) }));
+    second.send(progress(job.id, 3, 30));
+    second.send(complete(job.id, "done"));
+    const seqs = [];
+    for await (const update of job.progress) seqs.push(update.seq);
+    assert.deepEqual(seqs, [1, 2, 3]);
+  }));
+
 test("a job that completed while disconnected is resolved once, from its status", () =>
   withServer(async (server, makeClient) => {
     const client = makeClient();
