@@ -296,6 +296,7 @@ export class StreamerClient {
   /** Listen to `"state"` changes or to every `"frame"`; returns a function that stops it. */
   on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): () => void {
     if (event === "state") return this.observer.add(listener as StateListener);
+    if (event !== "frame") throw new TypeError(`unknown event ${JSON.stringify(event)}: "state" or "frame"`);
     this.frameListeners.add(listener as FrameListener);
     return () => {
       this.frameListeners.delete(listener as FrameListener);

@@ -461,6 +461,7 @@ test("every frame listener sees each parsed frame", () =>
     stop();
     await within(client.request("echo"));
     assert.deepEqual(types, ["response"]);
+    assert.throws(() => client.on("error", () => {}), TypeError);
   }));
 
 test("Node without a WebSocket implementation is told what to pass", () => {
