@@ -454,7 +454,7 @@ export class Link {
 
   /** Run one socket until it closes, its heartbeat fails or it reaches its age limit. */
   private async serve(socket: Socket, restore: boolean): Promise<void> {
-    const session = new AbortController();
+    const socketScope = new AbortController();
     const ended = new Deferred<void>();
     const end = (): void => ended.resolve();
     void socket.closed.promise.then(end);
@@ -468,13 +468,13 @@ export class Link {
     });
     const interval = this.options.heartbeatInterval;
     if (interval !== null) {
-      this.heartbeat(interval, session.signal).then(end, () => undefined);
+      this.heartbeat(interval, socketScope.signal).then(end, () => undefined);
     }
     // Renewal exists to reconnect before the gateway's limit; without reconnecting it would
     // only end a healthy connection early.
     const maxAge = this.options.maxConnectionAge;
     if (maxAge !== null && this.options.reconnect) {
-      this.ageLimit(maxAge, session.signal).then(end, () => undefined);
+      this.ageLimit(maxAge, socketScope.signal).then(end, () => undefined);
     }
     try {
       // Reading already runs, so answers to a long replay never back up behind it.
@@ -483,7 +483,7 @@ export class Link {
     } finally {
       this.stop.signal.removeEventListener("abort", end);
       if (this.socket === socket) this.socket = null;
-      session.abort();
+      socketScope.abort();
       socket.abandon();
     }
   }
