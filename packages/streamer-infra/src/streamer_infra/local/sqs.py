@@ -4,7 +4,10 @@ The contract the processor relies on is the service's: a batch fails as a whole 
 invocation fails; with `batchItemFailures` only the listed records stay on the queue; a
 record left on the queue comes back after the visibility timeout; the queue's redrive
 policy (enforced by the emulator) moves it to the dead-letter queue after
-`maxReceiveCount` receives. Concurrency is bounded by the number of pollers.
+`maxReceiveCount` receives. Concurrency is bounded by the number of pollers, one per
+concurrent invocation the function may have (its reserved concurrency: the stack's
+`sqs_concurrency`); the records of one batch then run side by side inside the invocation,
+as the processor runs them on Lambda.
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ class QueueEventSource:
         region: str,
         function: LocalFunction,
         invoker: Invoker,
+        max_concurrency: int,
         batch_size: int = 10,
-        max_concurrency: int = 4,
         wait_seconds: int = 20,
     ) -> None:
         self._sqs = sqs
