@@ -149,7 +149,7 @@ def test_function_specs_declare_the_four_functions():
     assert router.route_response is True
     assert router.timeout <= 29
     assert router.route_keys == tuple(
-        sorted({"$default", *BUILTIN_ACTIONS, "echo", "generate_report"})
+        sorted({"$default", *BUILTIN_ACTIONS, "announce", "echo", "generate_report"})
     )
     resources = {r for g in router.grants for r in g.resources}
     assert {"table:connections", "table:requests", "queue:work", "api:connections"} <= resources

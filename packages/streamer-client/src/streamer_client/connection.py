@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from streamer_core.limits import IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.client import process_exception
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
@@ -45,9 +46,10 @@ logger = logging.getLogger("streamer_client")
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 
-# API Gateway closes idle connections after 10 minutes and every connection after 2 hours.
-DEFAULT_HEARTBEAT_INTERVAL = 240.0
-DEFAULT_MAX_CONNECTION_AGE = 2 * 3600.0 - 300.0
+# API Gateway closes idle connections after 10 minutes and every connection after 2 hours:
+# ping well inside the first, renew five minutes before the second.
+DEFAULT_HEARTBEAT_INTERVAL = IDLE_TIMEOUT_SECONDS * 0.4
+DEFAULT_MAX_CONNECTION_AGE = MAX_CONNECTION_SECONDS - 300.0
 
 # Refusals of the handshake that say "not now" rather than "never": request timeout and rate
 # limiting (a gateway throttling a reconnect storm) besides the 5xx websockets already retries.

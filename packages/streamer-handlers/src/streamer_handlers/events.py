@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from streamer_core.auth import AuthError, Principal
+from streamer_core.limits import MAX_CONNECTION_SECONDS
 
-CONNECTION_LIFETIME_SECONDS = 2 * 60 * 60
-"""API Gateway closes every WebSocket after two hours; stored connections expire with it."""
 EXPIRY_SLACK_SECONDS = 5 * 60
+"""Stored connections expire with API Gateway's connection lifetime, plus this slack."""
 
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _BEARER_PREFIXES = ("bearer.", "bearer ")
@@ -129,7 +129,7 @@ def message_body(event: Mapping[str, Any]) -> str | bytes:
 def connection_expires_at(connected_at_ms: int | None, now: float) -> int:
     """Epoch second after which a connection (and what hangs off it) is certainly gone."""
     start = connected_at_ms / 1000 if connected_at_ms else now
-    return int(start) + CONNECTION_LIFETIME_SECONDS + EXPIRY_SLACK_SECONDS
+    return int(start) + MAX_CONNECTION_SECONDS + EXPIRY_SLACK_SECONDS
 
 
 def receive_count(attributes: Mapping[str, Any]) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pulumi
 from streamer_handlers.routes import METRICS_NAMESPACE as METRICS_NAMESPACE
 from streamer_handlers.routes import metric_dimensions
+from streamer_handlers.settings import Settings
 
 from ..build import LAMBDA_PYTHON, default_archive_path
 
@@ -155,7 +156,7 @@ def load_settings() -> StackSettings:
             f"streamer:logRetentionDays={retention} is not a CloudWatch Logs retention value; "
             f"use one of {sorted(VALID_RETENTION_DAYS)}"
         )
-    max_receive_count = config.get_int("maxReceiveCount") or 5
+    max_receive_count = config.get_int("maxReceiveCount") or Settings().max_receive_count
     if not 1 <= max_receive_count <= 1000:
         raise ValueError("streamer:maxReceiveCount must be between 1 and 1000 (SQS redrive limit)")
     rate_limit = config.get_int("rateLimit")

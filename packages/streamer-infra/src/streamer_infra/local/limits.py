@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from streamer_core.limits import (
+    IDLE_TIMEOUT_SECONDS,
+    MAX_CONNECTION_SECONDS,
+    MAX_FRAME_BYTES,
+    MAX_HEADER_BYTES,
+)
 
 __all__ = [
     "API_GATEWAY_MAX_HEADER_BYTES",
@@ -14,23 +20,17 @@ __all__ = [
     "oversize_error",
 ]
 
-API_GATEWAY_MAX_HEADER_BYTES = 10240
-"""API Gateway's "total combined size of request line and header values", in bytes.
-
-The wording and the figure are those of AWS's quota table for HTTP APIs ("Quotas for
-configuring and running an HTTP API in API Gateway"). The WebSocket table lists no header
-quota of its own, and the error users report from API Gateway for an oversized header
-("HTTP header is larger than 10240 bytes") names the same figure.
-"""
+API_GATEWAY_MAX_HEADER_BYTES = MAX_HEADER_BYTES
+"""`streamer_core.limits.MAX_HEADER_BYTES`, under the name the gateway's readers look for."""
 
 
 @dataclass(frozen=True)
 class GatewayLimits:
     """The service's defaults; tests shorten the timeouts to exercise them."""
 
-    max_message_bytes: int = 128 * 1024
-    idle_timeout: float = 10 * 60
-    max_lifetime: float = 2 * 60 * 60
+    max_message_bytes: int = MAX_FRAME_BYTES
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS
+    max_lifetime: float = MAX_CONNECTION_SECONDS
     max_header_bytes: int = API_GATEWAY_MAX_HEADER_BYTES
     """Request line plus headers of the upgrade request, counted by `header_section_bytes`."""
 
@@ -58,12 +58,14 @@ def byte_size(data: str | bytes, limit: int) -> int:
 
 
 def oversize_error(size: int, limit: int) -> str:
-    """The error frame sent just before closing with 1009, so the client learns why."""
-    frame = {
-        "type": "error",
-        "request_id": None,
-        "code": "VALIDATION_ERROR",
-        "message": f"message of {size} bytes exceeds the {limit}-byte limit",
-        "details": {"size": size, "limit": limit},
-    }
-    return json.dumps(frame, separators=(",", ":"))
+    """The error frame sent just before closing with 1009, so the client learns why; built
+    from the protocol's own model, so its shape is the one every other error has."""
+    from streamer_core import ErrorCode, ErrorFrame
+
+    frame = ErrorFrame(
+        request_id=None,
+        code=ErrorCode.VALIDATION_ERROR,
+        message=f"message of {size} bytes exceeds the {limit}-byte limit",
+        details={"size": size, "limit": limit},
+    )
+    return frame.model_dump_json()

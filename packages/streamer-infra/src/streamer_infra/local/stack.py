@@ -27,6 +27,7 @@ from typing import Any, Literal
 from aiohttp import web
 from streamer_core.auth import TokenIssuer
 from streamer_handlers.environment import function_environment
+from streamer_handlers.settings import Settings
 
 from ..queue_rules import visibility_timeout
 from .affinity import pin_to_one_cpu
@@ -81,7 +82,7 @@ class LocalStackConfig:
     allowed_tenants: Sequence[str] | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     """Extra variables for the handlers (STREAMER_DEMO_DELAY, STREAMER_RATE_LIMIT, ...)."""
-    max_receive_count: int = 5
+    max_receive_count: int = Settings().max_receive_count
     visibility_timeout: int | None = None
     """None: six times the queue function's timeout, the deployment's rule (a job is never
     delivered twice while it runs); tests shorten it to see retries within seconds."""
