@@ -508,7 +508,7 @@ def _operations(driver: Driver, clock: WindowClock, config: RunConfig) -> list[O
 
 def _reservations(messages: int, limit: int) -> int:
     """Rate-limit reservations one container makes for ``messages`` in one window."""
-    from streamer_handlers.rate_limit import default_chunk, largest_chunk
+    from streamer_handlers._router.rate_limit import default_chunk, largest_chunk
 
     chunk, reserved, count = default_chunk(limit), 0, 0
     while reserved < messages:
@@ -528,7 +528,7 @@ def _sum(counts: list[Counts]) -> Counts:
 def _refusals(driver: Driver, clock: WindowClock) -> list[Op]:
     import dataclasses
 
-    from streamer_handlers import Runtime, set_runtime
+    from streamer_handlers.deployment import Runtime, set_runtime
 
     runtime = driver.runtime
     refusing = Runtime(
@@ -838,8 +838,13 @@ async def _measure(config: RunConfig) -> list[Result]:
         # Made before the handlers' clients are hooked: the poller's requests are its own.
         esm_sqs = aws.client("sqs", endpoint)
         with _environment(env), COUNTER.new_sessions(), _quiet_stdout():
-            from streamer_handlers import Runtime, Settings, reset_runtime, set_runtime
-            from streamer_handlers.observability import logger
+            from streamer_handlers.deployment import (
+                Runtime,
+                Settings,
+                logger,
+                reset_runtime,
+                set_runtime,
+            )
 
             level = logger.log_level
             logger.setLevel("WARNING")  # its level was read when it was first imported

@@ -36,8 +36,7 @@ from typing import Any
 
 from streamer_core.auth import Principal, TokenIssuer, generate_key_pair
 from streamer_core.storage import Connection, ConnectionStore, RequestKey, RequestStore
-from streamer_handlers.environment import function_environment
-from streamer_handlers.routes import function_specs
+from streamer_handlers.deployment import function_environment, function_specs
 from streamer_infra.archive_twin import (
     LAMBDA_PYTHON,
     Twin,

@@ -158,7 +158,7 @@ class Measured:
 
 
 class CountingSender:
-    """A :class:`streamer_handlers.sender.Sender` that counts one post per connection.
+    """A :class:`streamer_handlers._delivery.management.Sender` that counts one post per connection.
 
     It wraps the sender that delivers (or records) the frames, so the count is the number
     of ``PostToConnection`` calls the management sender would make: one per connection of

@@ -89,7 +89,7 @@ def _measure(config: RunConfig) -> list[Result]:
     resources = aws.provision()
     with _environment({**aws.BASE_ENV, **resources, "STREAMER_JWT_PUBLIC_KEY": ""}):
         with contextlib.suppress(ImportError):
-            from streamer_handlers.settings import reset_settings
+            from streamer_handlers.deployment import reset_settings
 
             reset_settings()
         from streamer_handlers.functions import router

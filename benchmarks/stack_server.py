@@ -100,7 +100,7 @@ def collector_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
 def _functions(options: dict[str, Any]) -> Any:
     if not options.get("noop_router"):
         return None
-    from streamer_handlers import function_specs
+    from streamer_handlers.deployment import function_specs
 
     module = "benchmarks.stack_server"
     return [
@@ -113,7 +113,8 @@ def _functions(options: dict[str, Any]) -> Any:
 
 async def main(options: dict[str, Any]) -> None:
     from streamer_core.auth import generate_key_pair
-    from streamer_handlers import get_runtime, publish
+    from streamer_handlers import publish
+    from streamer_handlers.deployment import get_runtime
     from streamer_infra.local import DevKeys, LocalStack, LocalStackConfig
 
     os.environ.update(HANDLER_ENVIRONMENT)

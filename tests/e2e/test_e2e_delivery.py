@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from e2e_support import connection_ids, open_ws, receive, receive_for, send, stack_config
-from streamer_handlers import ManagementSender, get_runtime, publish
+from streamer_handlers import publish
+from streamer_handlers.deployment import ManagementSender, get_runtime
 from streamer_infra.local import BackgroundStack, DevKeys, LocalStack
 from streamer_infra.local.direct_sender import GatewaySender
 

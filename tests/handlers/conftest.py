@@ -21,16 +21,8 @@ from typing import Any
 
 import pytest
 from streamer_core.auth import TokenIssuer, generate_key_pair
-from streamer_handlers import (
-    ActionError,
-    ProgressReporter,
-    Request,
-    Runtime,
-    Settings,
-    Streamer,
-    reset_runtime,
-    set_runtime,
-)
+from streamer_handlers import ActionError, ProgressReporter, Request, Streamer
+from streamer_handlers.deployment import Runtime, Settings, reset_runtime, set_runtime
 from streamer_handlers.functions import connect, disconnect, processor, router
 from streamer_infra.local.events import (
     ApiIdentity,
@@ -498,7 +490,7 @@ def stack(
         clock=clock,
         schedule=scheduler,
     )
-    from streamer_handlers import ConnectionPruner
+    from streamer_handlers.deployment import ConnectionPruner
 
     sender.on_gone = ConnectionPruner(runtime.storage)
     set_runtime(runtime)
@@ -524,7 +516,7 @@ def stack(
 @pytest.fixture
 def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The handlers' JSON log lines written during the test, parsed."""
-    from streamer_handlers.observability import logger
+    from streamer_handlers._lambda.observability import logger
 
     buffer = io.StringIO()
     previous = logger.registered_handler.setStream(buffer)

@@ -6,7 +6,8 @@ import gc
 from typing import Any
 
 import pytest
-from streamer_handlers import Settings, runtime
+from streamer_handlers._lambda import runtime
+from streamer_handlers.deployment import Settings
 
 
 @pytest.fixture

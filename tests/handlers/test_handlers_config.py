@@ -8,18 +8,18 @@ import sys
 
 import pytest
 from streamer_core import BUILTIN_ACTIONS
-from streamer_handlers import (
+from streamer_handlers import Streamer
+from streamer_handlers.demo import app as demo_app
+from streamer_handlers.deployment import (
     FunctionSpec,
     Grant,
     Settings,
     SettingsError,
-    Streamer,
     function_specs,
     get_settings,
     load_app,
     reset_settings,
 )
-from streamer_handlers.demo import app as demo_app
 
 
 def test_settings_defaults_follow_the_contract():
@@ -241,7 +241,7 @@ def test_router_imports_the_protocol_but_no_jwt_stack_or_aws_sdk():
 
 def test_the_package_root_still_exports_every_name():
     import streamer_handlers
-    import streamer_handlers.publish  # the module shares its name with the function
+    import streamer_handlers._publish  # importing the module must not shadow the function
 
     for name in streamer_handlers.__all__:
         assert getattr(streamer_handlers, name) is not None
@@ -256,7 +256,7 @@ def test_the_package_root_still_exports_every_name():
 
 def test_a_public_key_file_configures_the_verifier(tmp_path, key_pair):
     from streamer_core.auth import TokenIssuer
-    from streamer_handlers.runtime import build_verifier
+    from streamer_handlers._lambda.runtime import build_verifier
 
     path = tmp_path / "jwt.pem"
     path.write_text(key_pair[1])
@@ -266,7 +266,7 @@ def test_a_public_key_file_configures_the_verifier(tmp_path, key_pair):
 
 
 def test_disabled_metrics_are_dropped_not_accumulated(monkeypatch, capsys):
-    from streamer_handlers.observability import count, flush_metrics, metrics
+    from streamer_handlers._lambda.observability import count, flush_metrics, metrics
 
     flush_metrics()
     capsys.readouterr()
@@ -279,7 +279,7 @@ def test_disabled_metrics_are_dropped_not_accumulated(monkeypatch, capsys):
 
 
 def test_tracing_is_off_outside_lambda_and_when_disabled(monkeypatch):
-    from streamer_handlers.observability import get_tracer, subsegment, tracing_enabled
+    from streamer_handlers._lambda.observability import get_tracer, subsegment, tracing_enabled
 
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED", raising=False)

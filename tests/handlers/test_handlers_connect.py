@@ -150,7 +150,7 @@ def test_disconnect_leaves_running_requests_alone(stack):
 
 
 def test_logs_never_contain_the_token(stack):
-    from streamer_handlers.observability import logger
+    from streamer_handlers._lambda.observability import logger
 
     buffer = io.StringIO()
     previous = logger.registered_handler.setStream(buffer)

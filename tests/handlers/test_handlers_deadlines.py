@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from streamer_handlers import Streamer
-from streamer_handlers.execution import DeadlineExceeded, run_action
+from streamer_handlers._action_runner import DeadlineExceeded, run_action
+from streamer_handlers._processor.jobs import PROCESSOR_MARGIN_SECONDS
 from streamer_handlers.functions import router
-from streamer_handlers.processing import PROCESSOR_MARGIN_SECONDS
 
 
 def _remaining_ms(seconds_after_margin: float) -> int:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 from streamer_core.auth import Principal
-from streamer_handlers.events import (
+from streamer_handlers._lambda.api_events import (
     TokenLocation,
     authorizer_principal,
     connection_expires_at,

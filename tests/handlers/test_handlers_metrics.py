@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-from streamer_handlers import observability
-from streamer_handlers.routes import METRICS_NAMESPACE, metric_dimensions
+from streamer_handlers._lambda import observability
+from streamer_handlers._routes import METRICS_NAMESPACE, metric_dimensions
 
 
 def test_emitted_metrics_carry_exactly_the_declared_dimensions(

@@ -7,7 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from streamer_core import ProgressState
-from streamer_handlers import ConnectionPruner, ManagementSender, Streamer
+from streamer_handlers import Streamer
+from streamer_handlers.deployment import ConnectionPruner, ManagementSender
 
 
 def _queued(stack) -> list[dict[str, Any]]:

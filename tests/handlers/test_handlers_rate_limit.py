@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from streamer_core.storage import Storage
-from streamer_handlers import Runtime, set_runtime
-from streamer_handlers.functions import router
-from streamer_handlers.rate_limit import (
+from streamer_handlers._router.rate_limit import (
     RateBudget,
     Verdict,
     budget_for,
     default_chunk,
     largest_chunk,
 )
+from streamer_handlers.deployment import Runtime, set_runtime
+from streamer_handlers.functions import router
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -411,8 +411,8 @@ def test_default_chunk_is_a_tenth_of_the_limit_between_1_and_10() -> None:
 
 
 def test_the_chunk_is_configurable_from_the_environment() -> None:
-    from streamer_handlers import Settings
-    from streamer_handlers.settings import SettingsError
+    from streamer_handlers._lambda.settings import SettingsError
+    from streamer_handlers.deployment import Settings
 
     assert Settings.from_env({}).rate_limit_chunk is None
     assert Settings.from_env({"STREAMER_RATE_LIMIT_CHUNK": "5"}).rate_limit_chunk == 5

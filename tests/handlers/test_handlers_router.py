@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
-from streamer_handlers import Runtime, set_runtime
+from streamer_handlers._lambda.timers import TimerThread
+from streamer_handlers.deployment import Runtime, set_runtime
 from streamer_handlers.functions import router
-from streamer_handlers.timers import TimerThread
 
 
 def test_ping_answers_pong(stack):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
-from streamer_handlers import ManagementSender
+from streamer_handlers.deployment import ManagementSender
 
 
 def _error(code: str, status: int) -> ClientError:
@@ -65,7 +65,7 @@ def test_fan_out_delivers_to_every_connection_on_worker_threads():
 
 
 def test_gone_connections_are_pruned_once_and_never_retried(capsys):
-    from streamer_handlers.observability import flush_metrics
+    from streamer_handlers._lambda.observability import flush_metrics
 
     flush_metrics()
     capsys.readouterr()

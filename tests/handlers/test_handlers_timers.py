@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from streamer_handlers.timers import TimerThread
+from streamer_handlers._lambda.timers import TimerThread
 
 WAIT = 5.0
 

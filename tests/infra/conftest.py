@@ -44,7 +44,7 @@ def deployment(
 
 
 CUSTOM_APP = """
-from streamer_handlers.app import Streamer
+from streamer_handlers._app import Streamer
 
 app = Streamer()
 

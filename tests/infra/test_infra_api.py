@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import pytest
 from infra_harness import ACCOUNT_ID, API_ID, REGION, Deployment
-from streamer_handlers import function_specs, load_app
-from streamer_handlers.settings import DEFAULT_APP
+from streamer_handlers._lambda.settings import DEFAULT_APP
+from streamer_handlers.deployment import function_specs, load_app
 
 SPECS = {spec.name: spec for spec in function_specs()}
 ROUTE = "aws:apigatewayv2/route:Route"
@@ -138,7 +138,7 @@ def test_an_application_action_becomes_a_route_without_touching_infra(
 def test_the_deploying_shells_streamer_app_does_not_change_the_routes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streamer_handlers import reset_settings
+    from streamer_handlers.deployment import reset_settings
 
     program_module = importlib.import_module("streamer_infra.aws.program")
     monkeypatch.setenv("STREAMER_APP", "module_that_does_not_exist:app")

@@ -190,7 +190,7 @@ stdlib = list(sys.path)
 sys.path.extend(json.loads(sys.argv[1]))
 for name in ("connect", "router", "disconnect", "processor"):
     importlib.import_module(f"streamer_handlers.functions.{name}")
-from streamer_handlers.observability import get_tracer
+from streamer_handlers._lambda.observability import get_tracer
 tracer = get_tracer()
 allowed = (*stdlib, *json.loads(sys.argv[1]))
 outside = sorted(

@@ -263,7 +263,7 @@ def test_full_build_is_reproducible_with_a_fake_installer(
     names = archive_names(first.path)
     assert "streamer_handlers/functions/connect.py" in names
     assert "streamer_core/__init__.py" in names
-    assert "streamer_handlers/routes.py" in names
+    assert "streamer_handlers/_routes.py" in names
     # The installer's own bytecode never goes in.
     assert not any(name.endswith("cpython-311.pyc") for name in names)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from infra_harness import ACCOUNT_ID, API_ID, REGION, Deployment
-from streamer_handlers.routes import FunctionSpec, Grant, function_specs
+from streamer_handlers._routes import FunctionSpec, Grant, function_specs
 from streamer_infra.aws.iam import (
     LOG_WRITE_ACTIONS,
     QUEUE_CONSUMER_ACTIONS,

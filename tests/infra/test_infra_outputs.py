@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from infra_harness import Deployment, run_program
 from streamer_core.storage import TABLES
-from streamer_handlers.routes import function_specs
+from streamer_handlers._routes import function_specs
 from streamer_infra.aws import REQUIRED_OUTPUTS
 
 DOCUMENTED_OUTPUTS = (

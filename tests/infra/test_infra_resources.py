@@ -9,7 +9,7 @@ import pulumi_aws
 import pytest
 from infra_harness import ENVIRONMENTS, PUBLIC_KEY, Deployment
 from streamer_core.storage import TABLES
-from streamer_handlers.routes import function_specs, metric_dimensions
+from streamer_handlers._routes import function_specs, metric_dimensions
 
 EXPECTED = {
     "dev": {"concurrency": 10, "retention": 7, "log_level": "DEBUG", "stage": "dev"},

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from streamer_core.auth import TokenIssuer, generate_key_pair
-from streamer_handlers import reset_runtime
+from streamer_handlers.deployment import reset_runtime
 
 RELIABILITY_DIR = Path(__file__).resolve().parent
 if str(RELIABILITY_DIR) not in sys.path:

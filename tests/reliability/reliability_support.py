@@ -28,16 +28,8 @@ from handler_doubles import (
 )
 from streamer_core.auth import TokenIssuer
 from streamer_core.storage import RequestKey
-from streamer_handlers import (
-    ActionError,
-    ConnectionPruner,
-    ProgressReporter,
-    Request,
-    Runtime,
-    Settings,
-    Streamer,
-    set_runtime,
-)
+from streamer_handlers import ActionError, ProgressReporter, Request, Streamer
+from streamer_handlers.deployment import ConnectionPruner, Runtime, Settings, set_runtime
 from streamer_handlers.functions import connect, disconnect, processor, router
 from streamer_infra.local import events
 from streamer_infra.local.events import ApiIdentity, ClientFacts
@@ -387,7 +379,7 @@ class LogTap(logging.Handler):
     def _render(self, record: logging.LogRecord) -> str:
         if record.name == "streamer" or record.name.startswith("streamer."):
             if self._powertools is None:
-                from streamer_handlers.observability import logger
+                from streamer_handlers._lambda.observability import logger
 
                 self._powertools = logger.registered_formatter
             return self._powertools.format(record)
@@ -475,7 +467,7 @@ def deployed_functions(**changes: dict[str, Any]) -> list[Any]:
     import dataclasses
 
     import streamer_reliability_app
-    from streamer_handlers import function_specs
+    from streamer_handlers.deployment import function_specs
 
     return [
         dataclasses.replace(spec, **changes.get(spec.name, {}))

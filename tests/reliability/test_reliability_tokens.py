@@ -31,7 +31,8 @@ from reliability_support import (
     policy_effect,
 )
 from streamer_core.auth import TokenIssuer, generate_key_pair
-from streamer_handlers import ActionError, ProgressReporter, Request, reset_runtime
+from streamer_handlers import ActionError, ProgressReporter, Request
+from streamer_handlers.deployment import reset_runtime
 from streamer_handlers.functions import connect
 
 LEEWAY_SECONDS = 30  # the verifier's default clock skew allowance

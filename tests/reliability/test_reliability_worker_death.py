@@ -59,7 +59,7 @@ def stack(
         functions=deployed_functions(processor={"timeout": 2, "handler": tracked_processor}),
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("streamer_handlers.processing.PROCESSOR_MARGIN_SECONDS", 0.5)
+        patch.setattr("streamer_handlers._processor.jobs.PROCESSOR_MARGIN_SECONDS", 0.5)
         try:
             with BackgroundStack(config) as running:
                 yield running

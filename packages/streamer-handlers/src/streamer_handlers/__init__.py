@@ -1,14 +1,14 @@
-"""Streamer's server side: the action API applications write and the four Lambda functions.
+"""Streamer's server side for application authors: the action API and server-side publish.
 
 An application declares actions on a :class:`Streamer` object; the functions in
-``streamer_handlers.functions`` serve it on AWS (and in the local stack) unchanged.
+``streamer_handlers.functions`` serve it on AWS (and in the local stack) unchanged. What a
+deployment needs (function specs, the environment contract, the runtime seam) is in
+:mod:`streamer_handlers.deployment`; test doubles are in :mod:`streamer_handlers.testing`.
+Everything else is private (a leading underscore).
 
-Every name loads on first use (PEP 562): importing a function module runs this file
-first, and ``$connect`` must not pay at cold start for the action API, the progress
-reporter or the protocol's models it never uses. ``publish`` is the exception: the function
-shares its name with its module, and importing that module (which anything may do) would
-rebind the package attribute to the module, so the function is bound here first; the
-module defers its own heavy imports to the first call.
+Every name loads on first use (PEP 562): importing a function module runs this file first,
+and ``$connect`` must not pay at cold start for the action API, the progress reporter or
+the protocol's models it never uses.
 """
 
 from __future__ import annotations
@@ -17,26 +17,20 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import ActionSpec, Streamer, load_app
-    from .errors import ActionError, Cancelled
-    from .progress import ProgressReporter
-    from .request import Request
-    from .routes import FunctionSpec, Grant, function_specs
-    from .runtime import Runtime, get_runtime, reset_runtime, set_runtime
-    from .sender import ConnectionPruner, DeliveryReport, ManagementSender, Sender
-    from .settings import Settings, SettingsError, get_settings, reset_settings
-
-from .publish import publish
+    from ._app import ActionSpec, Streamer
+    from ._delivery.management import DeliveryReport
+    from ._errors import ActionError, Cancelled
+    from ._progress import ProgressReporter
+    from ._publish import publish
+    from ._request import Request
 
 _SOURCES: dict[str, tuple[str, ...]] = {
-    "app": ("ActionSpec", "Streamer", "load_app"),
-    "errors": ("ActionError", "Cancelled"),
-    "progress": ("ProgressReporter",),
-    "request": ("Request",),
-    "routes": ("FunctionSpec", "Grant", "function_specs"),
-    "runtime": ("Runtime", "get_runtime", "reset_runtime", "set_runtime"),
-    "sender": ("ConnectionPruner", "DeliveryReport", "ManagementSender", "Sender"),
-    "settings": ("Settings", "SettingsError", "get_settings", "reset_settings"),
+    "_app": ("ActionSpec", "Streamer"),
+    "_delivery.management": ("DeliveryReport",),
+    "_errors": ("ActionError", "Cancelled"),
+    "_progress": ("ProgressReporter",),
+    "_publish": ("publish",),
+    "_request": ("Request",),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
@@ -44,26 +38,11 @@ __all__ = [
     "ActionError",
     "ActionSpec",
     "Cancelled",
-    "ConnectionPruner",
     "DeliveryReport",
-    "FunctionSpec",
-    "Grant",
-    "ManagementSender",
     "ProgressReporter",
     "Request",
-    "Runtime",
-    "Sender",
-    "Settings",
-    "SettingsError",
     "Streamer",
-    "function_specs",
-    "get_runtime",
-    "get_settings",
-    "load_app",
     "publish",
-    "reset_runtime",
-    "reset_settings",
-    "set_runtime",
 ]
 
 

@@ -3,7 +3,7 @@
 ``echo`` answers at once; ``generate_report`` is queued and reports progress in steps
 separated by STREAMER_DEMO_DELAY seconds (short in tests, visible in a demo); ``announce``
 publishes to a topic of the caller's tenant from inside a function, the path a backend's
-:func:`~streamer_handlers.publish` takes.
+:func:`~streamer_handlers._publish` takes.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 
 from streamer_core import ErrorCode
 
-from .app import Streamer
-from .errors import ActionError
-from .progress import ProgressReporter
-from .publish import publish
-from .request import Request
-from .settings import get_settings
+from streamer_handlers._app import Streamer
+from streamer_handlers._errors import ActionError
+from streamer_handlers._lambda.settings import get_settings
+from streamer_handlers._progress import ProgressReporter
+from streamer_handlers._publish import publish
+from streamer_handlers._request import Request
 
 app = Streamer()
 MAX_STEPS = 100

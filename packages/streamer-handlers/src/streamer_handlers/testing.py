@@ -23,7 +23,7 @@ What is not reproduced, because it belongs to the deployment rather than to the 
 sync route's STREAMER_SYNC_TIMEOUT and Lambda's remaining time (only the action's own
 ``timeout`` applies), the rate limit, SQS's retries of an action that crashed (here the first
 crash is final, as on the last delivery), the coalescing of progress reports (see
-:func:`run_action`), and :func:`streamer_handlers.publish`, which needs a runtime.
+:func:`run_action`), and :func:`streamer_handlers._publish`, which needs a runtime.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ from streamer_core import (
 )
 from streamer_core.auth import Principal
 
-from .app import ActionSpec, Streamer
-from .errors import ActionError, Cancelled
-from .execution import DeadlineExceeded
-from .execution import run_action as _invoke
-from .progress import ProgressReporter
-from .replies import error_frame, internal_error, unknown_action
-from .request import Request
+from streamer_handlers._action_runner import DeadlineExceeded
+from streamer_handlers._action_runner import run_action as _invoke
+from streamer_handlers._app import ActionSpec, Streamer
+from streamer_handlers._delivery.frames import error_frame, internal_error, unknown_action
+from streamer_handlers._errors import ActionError, Cancelled
+from streamer_handlers._progress import ProgressReporter
+from streamer_handlers._request import Request
 
 __all__ = ["Outcome", "run_action"]
 

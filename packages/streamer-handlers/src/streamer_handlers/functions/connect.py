@@ -15,14 +15,14 @@ from typing import Any
 
 from streamer_core.auth import AuthError, AuthReason, Principal
 
-from ..events import (
+from streamer_handlers._lambda.api_events import (
     TokenLocation,
     authorizer_principal,
     connection_expires_at,
     find_token,
     is_authorizer_event,
 )
-from ..observability import (
+from streamer_handlers._lambda.observability import (
     AUTH_FAILURES,
     CONNECTIONS_OPENED,
     count,
@@ -32,7 +32,7 @@ from ..observability import (
     start_invocation,
     subsegment,
 )
-from ..runtime import Runtime, cold_start, get_runtime
+from streamer_handlers._lambda.runtime import Runtime, cold_start, get_runtime
 
 MISSING_TOKEN = "missing_token"
 

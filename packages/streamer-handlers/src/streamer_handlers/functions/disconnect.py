@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..observability import CONNECTIONS_CLOSED, count, flush_metrics, logger, start_invocation
-from ..runtime import cold_start, get_runtime
+from streamer_handlers._lambda.observability import (
+    CONNECTIONS_CLOSED,
+    count,
+    flush_metrics,
+    logger,
+    start_invocation,
+)
+from streamer_handlers._lambda.runtime import cold_start, get_runtime
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

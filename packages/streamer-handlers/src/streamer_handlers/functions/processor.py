@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..observability import flush_metrics, logger, start_invocation
-from ..processing import process_message
-from ..runtime import Runtime, get_runtime
+from streamer_handlers._lambda.observability import flush_metrics, logger, start_invocation
+from streamer_handlers._lambda.runtime import Runtime, get_runtime
+from streamer_handlers._processor.jobs import process_message
 
 MAX_PARALLEL_RECORDS = 10
 """Records of one batch run at once (SQS hands a function at most 10 per batch unless a

@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 from streamer_core import ErrorCode, ErrorFrame, FrameTooLargeError, encode
 
-from ..dispatch import route_message
-from ..observability import (
+from streamer_handlers._delivery.frames import error_frame, internal_error
+from streamer_handlers._lambda.observability import (
     MESSAGE_FAILURES,
     MESSAGES_ROUTED,
     count,
@@ -22,8 +22,8 @@ from ..observability import (
     logger,
     start_invocation,
 )
-from ..replies import error_frame, internal_error
-from ..runtime import cold_start, get_runtime
+from streamer_handlers._lambda.runtime import cold_start, get_runtime
+from streamer_handlers._router.dispatch import route_message
 
 
 def _encode_reply(frame: BaseModel) -> tuple[str, bool]:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-from streamer_handlers.routes import METRICS_NAMESPACE as METRICS_NAMESPACE
-from streamer_handlers.routes import metric_dimensions
-from streamer_handlers.settings import Settings
+from streamer_handlers.deployment import METRICS_NAMESPACE as METRICS_NAMESPACE
+from streamer_handlers.deployment import Settings, metric_dimensions
 
 from ..build import LAMBDA_PYTHON, default_archive_path
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-from streamer_handlers import FunctionSpec
-from streamer_handlers.environment import function_environment
+from streamer_handlers.deployment import FunctionSpec, function_environment
 
 from .config import DEFAULT_RUNTIME, SERVICE, StackSettings
 from .iam import Resolver, create_role
@@ -56,7 +55,7 @@ def base_environment(
     processor_timeout: int,
 ) -> dict[str, pulumi.Input[str]]:
     """This stack's values for the handlers' one environment contract
-    (`streamer_handlers.environment.function_environment`), which the local stack uses too.
+    (`streamer_handlers.deployment.function_environment`), which the local stack uses too.
 
     The secret's ARN is always there: Secrets Manager stays the key's home, and the source the
     functions read when the key is not given inline (`jwtPublicKeyInEnvironment` false)."""

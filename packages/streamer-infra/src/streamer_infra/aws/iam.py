@@ -15,7 +15,7 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from streamer_handlers import FunctionSpec, Grant
+from streamer_handlers.deployment import FunctionSpec, Grant
 
 from .config import METRICS_NAMESPACE, StackSettings
 

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pulumi
-from streamer_handlers import FunctionSpec, function_specs, load_app
-from streamer_handlers.settings import DEFAULT_APP
+from streamer_handlers.deployment import FunctionSpec, Settings, function_specs, load_app
 
 from .account import Account, current_account
 from .alarms import create_alarm_topic, create_alarms
@@ -42,7 +41,7 @@ def stack_function_specs(settings: StackSettings) -> tuple[FunctionSpec, ...]:
     """The application named by `streamer:app` decides the router's action routes. Named
     explicitly even when unset: the deploying shell's STREAMER_APP must not change the routes
     of functions that will run the default application."""
-    return function_specs(load_app(settings.app or DEFAULT_APP))
+    return function_specs(load_app(settings.app or Settings().app))
 
 
 def lambda_code(settings: StackSettings) -> pulumi.Archive:

@@ -22,8 +22,7 @@ import concurrent.futures
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from streamer_handlers.observability import logger
-from streamer_handlers.sender import DeliveryReport, Outcome, settle
+from streamer_handlers.deployment import DeliveryReport, Outcome, logger, settle
 
 from .limits import byte_size
 

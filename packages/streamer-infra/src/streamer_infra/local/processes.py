@@ -5,8 +5,9 @@ interpreter (``-I -S``: no site-packages, no ``PYTHON*`` variables) whose import
 the unpacked archive (a read-only task root) and the packages Lambda's runtime provides. A
 worker imports the handler once (its cold start), then serves one invocation at a time; a
 burst beyond the idle workers starts new ones, up to the function's concurrency. The worker's
-environment is the deployment's (`streamer_handlers.environment`), the stack's local-only
-differences, and the variables Lambda itself sets; nothing of the developer's shell leaks in.
+environment is the deployment's (`streamer_handlers.deployment.function_environment`), the
+stack's local-only differences, and the variables Lambda itself sets; nothing of the
+developer's shell leaks in.
 
 So a module the archive lacks, a wrong handler string or a variable only AWS sets fails here,
 before `pulumi up`, instead of at the first `$connect` on AWS.

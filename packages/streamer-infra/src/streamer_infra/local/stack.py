@@ -1,10 +1,11 @@
 """`LocalStack`: the emulator, the resources, the gateway and the queue poller as one unit.
 
 The handlers are configured only through their environment, exactly as on AWS: the stack
-builds it with the deployment's own function (`streamer_handlers.environment`) plus the few
-variables that must differ locally (`local_only_environment`). The functions run either on
-threads of this process, or from the built Lambda archive in worker processes of their own
-(`from_build`, `processes`). In this process the stack sets the variables before importing
+builds it with the deployment's own function (`deployment.function_environment` of the
+handlers) plus the few variables that must differ locally (`local_only_environment`). The
+functions run either on threads of this process, or from the built Lambda archive in worker
+processes of their own (`from_build`, `processes`). In this process the stack sets the
+variables before importing
 the handlers and puts the old values back when it stops; that environment is process-wide,
 hence one running stack per process.
 """
@@ -26,8 +27,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from streamer_core.auth import TokenIssuer
-from streamer_handlers.environment import function_environment
-from streamer_handlers.settings import Settings
+from streamer_handlers.deployment import Settings, function_environment
 
 from ..queue_rules import visibility_timeout
 from .affinity import pin_to_one_cpu
@@ -90,7 +90,7 @@ class LocalStackConfig:
     sqs_concurrency: int = DEV_RESERVED_CONCURRENCY
     function_concurrency: int = 64
     functions: Sequence[FunctionSpecLike] | None = None
-    """None deploys `streamer_handlers.routes.function_specs()` for the configured app."""
+    """None deploys `streamer_handlers.deployment.function_specs()` for the configured app."""
     pin_cpu: bool = False
     """Keep every thread of this process on one CPU (`affinity`): `streamer dev` does, a
     library caller (a test run, say) keeps the process as it found it."""
@@ -415,19 +415,15 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _handler_specs(app: str | None) -> Sequence[FunctionSpecLike]:
     """The functions of `app` (None: the handlers' default app, not the caller's shell's)."""
-    routes = importlib.import_module("streamer_handlers.routes")
-    settings = importlib.import_module("streamer_handlers.settings")
-    application = importlib.import_module("streamer_handlers.app").load_app(
-        app or settings.Settings().app
-    )
-    specs: Sequence[FunctionSpecLike] = routes.function_specs(application)
+    deployment = importlib.import_module("streamer_handlers.deployment")
+    application = deployment.load_app(app or deployment.Settings().app)
+    specs: Sequence[FunctionSpecLike] = deployment.function_specs(application)
     return specs
 
 
 def _use_direct_sender(gateway: Gateway, loop: asyncio.AbstractEventLoop) -> None:
     """Give the handlers' runtime a sender that writes to `gateway`'s sockets directly."""
-    from streamer_handlers.runtime import Runtime, get_runtime, set_runtime
-    from streamer_handlers.sender import ConnectionPruner
+    from streamer_handlers.deployment import ConnectionPruner, Runtime, get_runtime, set_runtime
 
     from .direct_sender import GatewaySender
 
@@ -441,10 +437,10 @@ def _use_direct_sender(gateway: Gateway, loop: asyncio.AbstractEventLoop) -> Non
 def _reset_handler_caches() -> None:
     """Drop what a warm handler process cached (settings, clients, keys) from an old run."""
     try:
-        runtime = importlib.import_module("streamer_handlers.runtime")
+        deployment = importlib.import_module("streamer_handlers.deployment")
     except ImportError:
         return
-    runtime.reset_runtime()
+    deployment.reset_runtime()
 
 
 def local_only_environment(endpoint_url: str, region: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Turns the handlers' route metadata into the gateway's routes and the queue's function.
 
-Routes are declared once, in streamer_handlers.routes; the Pulumi program and this module
-both read them, so an action added to an app shows up here without touching infra.
+Routes are declared once, in the handlers (`streamer_handlers.deployment.function_specs`);
+the Pulumi program and this module both read them, so an action added to an app shows up
+here without touching infra.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["FunctionSpecLike", "Wiring", "resolve_handler", "wire"]
 
 
 class FunctionSpecLike(Protocol):
-    """What the local stack reads from a `streamer_handlers.routes.FunctionSpec`.
+    """What the local stack reads from a `streamer_handlers.deployment.FunctionSpec`.
 
     `handler` is a dotted path on AWS; a callable is accepted too, so tests can deploy
     small functions of their own through the same wiring.

@@ -15,15 +15,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .settings import Settings, SettingsError, get_settings
-from .timers import Scheduler, thread_timer
+from streamer_handlers._lambda.settings import Settings, SettingsError, get_settings
+from streamer_handlers._lambda.timers import Scheduler, thread_timer
 
 if TYPE_CHECKING:
     from streamer_core.auth import TokenVerifier
     from streamer_core.storage import Storage
 
-    from .app import Streamer
-    from .sender import Sender
+    from streamer_handlers._app import Streamer
+    from streamer_handlers._delivery.management import Sender
 
 _boto_lock = threading.Lock()
 _boto_session: Any = None
@@ -166,7 +166,10 @@ class Runtime:
         """The management-API sender; 410 answers prune through this runtime's storage."""
         with self._lock:
             if self._sender is None:
-                from .sender import ConnectionPruner, ManagementSender
+                from streamer_handlers._delivery.management import (
+                    ConnectionPruner,
+                    ManagementSender,
+                )
 
                 self._sender = ManagementSender(
                     self.settings.management_endpoint, on_gone=ConnectionPruner(self.storage)
@@ -178,7 +181,7 @@ class Runtime:
         """The application named by STREAMER_APP (the demo app by default)."""
         with self._lock:
             if self._app is None:
-                from .app import load_app
+                from streamer_handlers._app import load_app
 
                 self._app = load_app(self.settings.app)
             return self._app
@@ -249,7 +252,7 @@ def set_runtime(runtime: Runtime) -> None:
 def reset_runtime() -> None:
     """Drop the cached runtime (and settings) so the next invocation rebuilds from the env."""
     global _runtime
-    from .settings import reset_settings
+    from streamer_handlers._lambda.settings import reset_settings
 
     with _runtime_lock:
         _runtime = None

@@ -24,9 +24,9 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from streamer_core.auth import redact_tokens
 
-from .routes import METRICS_NAMESPACE as NAMESPACE
-from .routes import METRICS_SERVICE as SERVICE
-from .routes import metric_dimensions
+from streamer_handlers._routes import METRICS_NAMESPACE as NAMESPACE
+from streamer_handlers._routes import METRICS_SERVICE as SERVICE
+from streamer_handlers._routes import metric_dimensions
 
 AUTH_FAILURES = "AuthFailures"
 CONNECTIONS_OPENED = "ConnectionsOpened"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .routes import PROCESSOR_TIMEOUT_SECONDS
+from streamer_handlers._routes import PROCESSOR_TIMEOUT_SECONDS
 
 DEFAULT_APP = "streamer_handlers.demo:app"
 API_GATEWAY_INTEGRATION_LIMIT = 29.0

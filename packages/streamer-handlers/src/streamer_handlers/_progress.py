@@ -24,9 +24,9 @@ from pydantic import JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from streamer_core import ProgressFrame
 
-from .errors import Cancelled
-from .observability import logger
-from .timers import Scheduler, TimerHandle, thread_timer
+from streamer_handlers._errors import Cancelled
+from streamer_handlers._lambda.observability import logger
+from streamer_handlers._lambda.timers import Scheduler, TimerHandle, thread_timer
 
 __all__ = [
     "Emitter",

@@ -24,19 +24,24 @@ from streamer_core import (
 )
 from streamer_core.auth import Principal
 
-from .builtin_actions import Caller, run_builtin
-from .errors import ActionError
-from .events import authorizer_principal, connection_expires_at, message_body, websocket_event
-from .execution import DeadlineExceeded, run_action
-from .observability import RATE_LIMITED, add_log_keys, count, logger
-from .rate_limit import Verdict, budget_for
-from .replies import error_frame, internal_error, unknown_action
-from .request import Request
-from .submission import submit
+from streamer_handlers._action_runner import DeadlineExceeded, run_action
+from streamer_handlers._delivery.frames import error_frame, internal_error, unknown_action
+from streamer_handlers._errors import ActionError
+from streamer_handlers._lambda.api_events import (
+    authorizer_principal,
+    connection_expires_at,
+    message_body,
+    websocket_event,
+)
+from streamer_handlers._lambda.observability import RATE_LIMITED, add_log_keys, count, logger
+from streamer_handlers._request import Request
+from streamer_handlers._router.builtins import Caller, run_builtin
+from streamer_handlers._router.rate_limit import Verdict, budget_for
+from streamer_handlers._router.submit import submit
 
 if TYPE_CHECKING:
-    from .app import ActionSpec
-    from .runtime import Runtime
+    from streamer_handlers._app import ActionSpec
+    from streamer_handlers._lambda.runtime import Runtime
 
 DEADLINE_MARGIN_SECONDS = 1.0
 """Time kept back from Lambda's remaining time to encode and return the reply."""

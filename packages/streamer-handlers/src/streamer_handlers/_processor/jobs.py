@@ -44,12 +44,12 @@ from streamer_core import (
     encode,
 )
 
-from .delivery import deliver_to_request
-from .errors import ActionError, Cancelled
-from .events import receive_count
-from .execution import DeadlineExceeded, run_action
-from .failure import fail_and_notify
-from .observability import (
+from streamer_handlers._action_runner import DeadlineExceeded, run_action
+from streamer_handlers._delivery.fanout import deliver_to_request
+from streamer_handlers._delivery.frames import INTERNAL_MESSAGE, error_frame, unknown_action
+from streamer_handlers._errors import ActionError, Cancelled
+from streamer_handlers._lambda.api_events import receive_count
+from streamer_handlers._lambda.observability import (
     PROCESSING_LATENCY,
     PROGRESS_DELIVERED,
     add_log_keys,
@@ -57,16 +57,16 @@ from .observability import (
     logger,
     milliseconds,
 )
-from .progress import ProgressReporter
-from .replies import INTERNAL_MESSAGE, error_frame, unknown_action
-from .request import Request
+from streamer_handlers._processor.failure import fail_and_notify
+from streamer_handlers._progress import ProgressReporter
+from streamer_handlers._request import Request
 
 if TYPE_CHECKING:
     from streamer_core.storage import RequestKey, RequestRecord
 
-    from .app import ActionSpec
-    from .runtime import Runtime
-    from .timers import TimerHandle
+    from streamer_handlers._app import ActionSpec
+    from streamer_handlers._lambda.runtime import Runtime
+    from streamer_handlers._lambda.timers import TimerHandle
 
 PROCESSOR_MARGIN_SECONDS = 10.0
 """Time kept back from Lambda's remaining time to record the outcome and deliver the

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from streamer_core.backoff import full_jitter_delay
 
-from .observability import STALE_CONNECTIONS_PRUNED, count, logger
+from streamer_handlers._lambda.observability import STALE_CONNECTIONS_PRUNED, count, logger
 
 if TYPE_CHECKING:
     # Loaded with the first fan-out: `$connect` imports this module (through `publish`)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from .routes import METRICS_NAMESPACE, METRICS_SERVICE
-from .settings import Settings
+from streamer_handlers._lambda.settings import Settings
+from streamer_handlers._routes import METRICS_NAMESPACE, METRICS_SERVICE
 
 __all__ = ["function_environment", "service_name"]
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from .sender import DeliveryReport
+from streamer_handlers._delivery.management import DeliveryReport
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from streamer_core.storage import RequestRecord
 
-    from .runtime import Runtime
+    from streamer_handlers._lambda.runtime import Runtime
 
 
 def deliver_to_topic(

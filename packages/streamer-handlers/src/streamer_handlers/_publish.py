@@ -10,14 +10,14 @@ import functools
 import re
 from typing import TYPE_CHECKING
 
-from .delivery import deliver_to_topic
-from .runtime import get_runtime
+from streamer_handlers._delivery.fanout import deliver_to_topic
+from streamer_handlers._lambda.runtime import get_runtime
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
-    from .runtime import Runtime
-    from .sender import DeliveryReport
+    from streamer_handlers._delivery.management import DeliveryReport
+    from streamer_handlers._lambda.runtime import Runtime
 
 
 @functools.cache

@@ -27,14 +27,14 @@ from streamer_core import (
 )
 from streamer_core.auth import Principal
 
-from .delivery import deliver_to_request
-from .observability import logger
-from .replies import error_frame
+from streamer_handlers._delivery.fanout import deliver_to_request
+from streamer_handlers._delivery.frames import error_frame
+from streamer_handlers._lambda.observability import logger
 
 if TYPE_CHECKING:
     from streamer_core.storage import RequestKey
 
-    from .runtime import Runtime
+    from streamer_handlers._lambda.runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from streamer_core import (
     RequestStatus,
 )
 
-from .builtin_actions import Caller, request_key
-from .observability import logger
-from .replies import error_frame
+from streamer_handlers._delivery.frames import error_frame
+from streamer_handlers._lambda.observability import logger
+from streamer_handlers._router.builtins import Caller, request_key
 
 if TYPE_CHECKING:
     from streamer_core.storage import RequestKey, RequestRecord
 
-    from .runtime import Runtime
+    from streamer_handlers._lambda.runtime import Runtime
 
 REQUEUE_AFTER_MS = 60_000
 """A request still QUEUED this long after creation has most likely lost its SQS message

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from streamer_core import ErrorInfo
 
-from .delivery import deliver_to_request
-from .observability import REQUESTS_FAILED, count, logger
-from .replies import error_frame
+from streamer_handlers._delivery.fanout import deliver_to_request
+from streamer_handlers._delivery.frames import error_frame
+from streamer_handlers._lambda.observability import REQUESTS_FAILED, count, logger
 
 if TYPE_CHECKING:
     from streamer_core.storage import RequestKey
 
-    from .runtime import Runtime
+    from streamer_handlers._lambda.runtime import Runtime
 
 
 def fail_and_notify(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
-from .app import ActionSpec
+from streamer_handlers._app import ActionSpec
 
 
 class DeadlineExceeded(Exception):

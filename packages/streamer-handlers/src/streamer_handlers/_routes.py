@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from .app import Streamer
+    from streamer_handlers._app import Streamer
 
 METRICS_NAMESPACE = "Streamer"
 METRICS_SERVICE = "streamer"
@@ -78,8 +78,8 @@ def function_specs(app: Streamer | None = None) -> tuple[FunctionSpec, ...]:
     ``app`` defaults to the application named by STREAMER_APP (the demo app).
     """
     if app is None:
-        from .app import load_app
-        from .settings import get_settings
+        from streamer_handlers._app import load_app
+        from streamer_handlers._lambda.settings import get_settings
 
         app = load_app(get_settings().app)
     from streamer_core import BUILTIN_ACTIONS  # the protocol loads here, not at import
