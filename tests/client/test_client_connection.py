@@ -6,8 +6,8 @@ from itertools import islice
 
 import pytest
 from streamer_client import ErrorCode
-from streamer_client.connection import backoff_delays, handshake_target
-from streamer_client.errors import (
+from streamer_client._connection import backoff_delays, handshake_target
+from streamer_client._errors import (
     RemoteError,
     RequestCancelledError,
     RequestTimeout,

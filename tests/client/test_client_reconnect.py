@@ -32,7 +32,7 @@ from streamer_client import (
     ProgressFrame,
     StreamerClient,
 )
-from streamer_client.connection import DEFAULT_HEARTBEAT_INTERVAL
+from streamer_client._connection import DEFAULT_HEARTBEAT_INTERVAL
 
 MakeClient = Callable[..., StreamerClient]
 

@@ -7,9 +7,9 @@ the gateway's connection limit) and runs requests, long jobs and topic subscript
 
 from streamer_core import ErrorCode, EventFrame, ProgressFrame, RequestStatus
 
-from .client import ProgressCallback, StreamerClient
-from .connection import TokenProvider
-from .errors import (
+from streamer_client._client import ProgressCallback, StreamerClient
+from streamer_client._connection import ClientSocket, Connector, TokenProvider
+from streamer_client._errors import (
     AuthenticationFailed,
     ClientClosed,
     ConflictError,
@@ -27,16 +27,18 @@ from .errors import (
     UnauthorizedError,
     ValidationError,
 )
-from .jobs import Job
-from .states import ConnectionState, StateCallback
-from .subscriptions import Subscription
+from streamer_client._jobs import Job
+from streamer_client._states import ConnectionState, StateCallback
+from streamer_client._subscriptions import Subscription
 
 __all__ = [
     "AuthenticationFailed",
     "ClientClosed",
+    "ClientSocket",
     "ConflictError",
     "ConnectionFailed",
     "ConnectionState",
+    "Connector",
     "ErrorCode",
     "EventFrame",
     "ForbiddenError",

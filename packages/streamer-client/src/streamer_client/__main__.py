@@ -1,5 +1,5 @@
 """``python -m streamer_client``: the same command line as ``streamer-client``."""
 
-from .cli import main
+from streamer_client.cli import main
 
 raise SystemExit(main())

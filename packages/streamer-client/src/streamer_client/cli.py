@@ -31,9 +31,15 @@ from streamer_core import (
     new_request_id,
 )
 
-from .client import StreamerClient
-from .errors import ConnectionFailed, InvalidRequest, RemoteError, RequestTimeout, StreamerError
-from .subscriptions import Subscription
+from streamer_client._client import StreamerClient
+from streamer_client._errors import (
+    ConnectionFailed,
+    InvalidRequest,
+    RemoteError,
+    RequestTimeout,
+    StreamerError,
+)
+from streamer_client._subscriptions import Subscription
 
 __all__ = ["main"]
 

@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 from streamer_core import EventFrame, ProgressFrame, RequestStatus
 
-from . import client as async_client
-from .errors import ClientClosed, RequestTimeout
-from .jobs import Job as AsyncJob
-from .states import ConnectionState, StateCallback
-from .subscriptions import Subscription as AsyncSubscription
+from streamer_client import _client as async_client
+from streamer_client._errors import ClientClosed, RequestTimeout
+from streamer_client._jobs import Job as AsyncJob
+from streamer_client._states import ConnectionState, StateCallback
+from streamer_client._subscriptions import Subscription as AsyncSubscription
 
 __all__ = ["Job", "StreamerClient", "Subscription"]
 

@@ -80,7 +80,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.http11 import Response
 from websockets.protocol import State
 
-from .connection import ClientSocket
+from streamer_client._connection import ClientSocket
 
 __all__ = [
     "ErrorReply",

@@ -43,8 +43,8 @@ from streamer_core import (
     parse_server_frame,
 )
 
-from .calls import Call, CallTable
-from .connection import (
+from streamer_client._calls import Call, CallTable
+from streamer_client._connection import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_CONNECTION_AGE,
     ConnectionOptions,
@@ -53,7 +53,7 @@ from .connection import (
     TokenProvider,
     retry_delay,
 )
-from .errors import (
+from streamer_client._errors import (
     ClientClosed,
     ConnectionFailed,
     InvalidRequest,
@@ -62,9 +62,9 @@ from .errors import (
     StreamerError,
     remote_error,
 )
-from .jobs import Job
-from .states import ConnectionState, StateCallback, StateObserver
-from .subscriptions import Subscription, TopicEntry, TopicRegistry
+from streamer_client._jobs import Job
+from streamer_client._states import ConnectionState, StateCallback, StateObserver
+from streamer_client._subscriptions import Subscription, TopicEntry, TopicRegistry
 
 __all__ = ["ProgressCallback", "StreamerClient"]
 

@@ -27,8 +27,8 @@ from websockets.client import process_exception
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.protocol import State
 
-from .errors import AuthenticationFailed, ConnectionFailed
-from .states import ConnectionState, StateObserver
+from streamer_client._errors import AuthenticationFailed, ConnectionFailed
+from streamer_client._states import ConnectionState, StateObserver
 
 __all__ = [
     "ClientSocket",

@@ -21,7 +21,7 @@ from streamer_core import (
     RequestStatus,
 )
 
-from .errors import RequestTimeout, StreamerError, remote_error
+from streamer_client._errors import RequestTimeout, StreamerError, remote_error
 
 __all__ = ["Job"]
 
