@@ -10,8 +10,8 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamer_core import ids
-from streamer_core.ids import new_request_id
+from streamer_core import _ids as ids
+from streamer_core._ids import new_request_id
 from streamer_core.protocol import ID_PATTERN
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

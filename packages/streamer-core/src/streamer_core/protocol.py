@@ -27,7 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
-from streamer_core.ids import new_request_id
+from streamer_core._ids import new_request_id
 from streamer_core.limits import MAX_FRAME_BYTES, MAX_NESTING_DEPTH, RequestStatus
 
 __all__ = [

@@ -13,15 +13,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from streamer_core.auth.errors import AuthError, AuthReason
-from streamer_core.auth.principal import Principal
-from streamer_core.auth.redaction import redact_tokens
+from streamer_core.auth._errors import AuthError, AuthReason
+from streamer_core.auth._principal import Principal
+from streamer_core.auth._redaction import redact_tokens
 
 if TYPE_CHECKING:
-    from streamer_core.auth.issuer import TokenIssuer, generate_key_pair
-    from streamer_core.auth.keys import KeySet, KeySource
-    from streamer_core.auth.secrets_manager import SecretsManagerKeySource
-    from streamer_core.auth.verifier import TokenVerifier
+    from streamer_core.auth._issuer import TokenIssuer, generate_key_pair
+    from streamer_core.auth._keys import KeySet, KeySource
+    from streamer_core.auth._secrets_manager import SecretsManagerKeySource
+    from streamer_core.auth._verifier import TokenVerifier
 
 __all__ = [
     "AuthError",
@@ -37,12 +37,12 @@ __all__ = [
 ]
 
 _LAZY = {
-    "KeySet": "streamer_core.auth.keys",
-    "KeySource": "streamer_core.auth.keys",
-    "SecretsManagerKeySource": "streamer_core.auth.secrets_manager",
-    "TokenIssuer": "streamer_core.auth.issuer",
-    "generate_key_pair": "streamer_core.auth.issuer",
-    "TokenVerifier": "streamer_core.auth.verifier",
+    "KeySet": "streamer_core.auth._keys",
+    "KeySource": "streamer_core.auth._keys",
+    "SecretsManagerKeySource": "streamer_core.auth._secrets_manager",
+    "TokenIssuer": "streamer_core.auth._issuer",
+    "generate_key_pair": "streamer_core.auth._issuer",
+    "TokenVerifier": "streamer_core.auth._verifier",
 }
 
 

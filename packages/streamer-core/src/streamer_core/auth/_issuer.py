@@ -11,7 +11,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from streamer_core.auth.algorithms import PrivateKey, checked_algorithm, key_fits
+from streamer_core.auth._algorithms import PrivateKey, checked_algorithm, key_fits
 
 _RESERVED_CLAIMS = frozenset({"sub", "tenant_id", "permissions", "iat", "nbf", "exp", "iss", "aud"})
 _EC_CURVES: dict[str, ec.EllipticCurve] = {

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer_core.auth.errors import AuthError, AuthReason
+from streamer_core.auth._errors import AuthError, AuthReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from streamer_core.auth.algorithms import PublicKey
+from streamer_core.auth._algorithms import PublicKey
 
 _PUBLIC_KEY_TYPES = (
     rsa.RSAPublicKey,

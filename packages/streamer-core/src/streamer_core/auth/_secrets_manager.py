@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamer_core.auth.keys import KeySet
+from streamer_core.auth._keys import KeySet
 
 _logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any, NoReturn
 import jwt
 from jwt import PyJWKClient
 
-from streamer_core.auth.algorithms import PublicKey, checked_algorithms, key_fits
-from streamer_core.auth.errors import AuthError, AuthReason
-from streamer_core.auth.keys import KeySet, KeySource
-from streamer_core.auth.principal import Principal
+from streamer_core.auth._algorithms import PublicKey, checked_algorithms, key_fits
+from streamer_core.auth._errors import AuthError, AuthReason
+from streamer_core.auth._keys import KeySet, KeySource
+from streamer_core.auth._principal import Principal
 
 _logger = logging.getLogger(__name__)
 
