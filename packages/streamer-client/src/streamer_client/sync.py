@@ -1,9 +1,10 @@
 """Blocking facade over the asyncio client, for code without an event loop (Django, Flask, scripts).
 
-The asyncio client runs on an event loop in a background thread that this facade owns; each
-method hands its coroutine to that loop and waits for the outcome, the way ``websockets.sync``
-and ``httpx.Client`` mirror their async siblings. Progress callbacks passed to :meth:`request`
-run in the calling thread; ``on_state_change`` callbacks run in the background thread.
+It is not a second implementation: the asyncio client runs on an event loop in a background
+thread that this facade owns, and each method hands its coroutine to that loop and blocks
+until the outcome, so both clients share every reconnect, job and subscription rule.
+Progress callbacks passed to :meth:`request` run in the calling thread; ``on_state_change``
+callbacks run in the background thread.
 
 Calls can come from any thread at any time, including while another thread closes the client,
 so the background loop is guarded: once closing starts every call raises :class:`ClientClosed`

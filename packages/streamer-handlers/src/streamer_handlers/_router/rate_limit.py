@@ -1,49 +1,9 @@
 """The per-connection rate limit, counted in memory against budgets reserved in DynamoDB.
 
-Why this shape: the limit must hold across every router container API Gateway runs for a
-connection, so the count has to live in DynamoDB; but one conditional write per message
-costs a network round trip on every message (about ten times the rest of the router's work
-for a sync action). Instead a container *reserves* a chunk of the connection's window
-budget with one conditional UpdateItem (:meth:`ConnectionStore.reserve_rate`) and spends it
-from memory, one unit per message, so a connection costs one write per chunk of messages
-and the common message touches no table at all.
-
-Why it is safe: DynamoDB's condition keeps the total reserved in a window at or below the
-limit, whatever the number of containers, and a unit is spent only by the container that
-reserved it, in the window it was reserved for. So no more than ``limit`` messages of one
-connection are ever allowed in one window. (When another container's clock runs ahead, the
-table counts our chunk in its later window; the units are then spent early, but still
-within that window's total, so the bound holds.) Units reserved but not spent (the container
-went cold, or the client's messages landed elsewhere) are lost with their window: they can
-only make the limit stricter, by at most ``chunk - 1`` per container that holds some, and
-only for that window.
-
-How big a chunk is: a container's first reservation for a connection in a window is the
-default chunk (a tenth of the limit, at most 10); each further one in the same window
-doubles it, up to a tenth of the limit. A container only reserves again after spending its
-whole previous chunk, so it never holds unspent more than it has already spent in that
-window plus one default chunk: a connection whose messages spread over ten containers
-keeps small chunks (a limit of 100 a minute still allows at least 10 messages per minute
-before RATE_LIMITED), while a busy connection served by one container makes ever fewer
-writes (a limit of 10,000 a minute costs 7 writes for its first 1,000 messages instead of
-100). An explicit chunk (``STREAMER_RATE_LIMIT_CHUNK``) is used as it is, without growth.
-
-What it costs: a connection that is gone (disconnected, or pruned after a 410) is found
-out only when a container needs a new chunk, because reserving is the one table access
-left on the message path; until then a warm container may answer up to ``chunk - 1``
-more messages on it. Those messages still carry the identity verified at ``$connect``, and
-API Gateway does not route messages of a closed socket, so this is a window of staleness,
-not of forgery. A chunk of 1 (``STREAMER_RATE_LIMIT_CHUNK=1``) restores one write per
-message and refuses a removed connection at once.
-
-A refusal is remembered too: once the table says a live connection's window is used up,
-the container refuses that connection's messages from memory until the window ends, with
-no table call at all. Counts only grow within a window, so that answer cannot change
-before the next one; without the memory, every refused message of a busy client would
-cost a failed conditional write (which DynamoDB bills) and a read.
-
-Memory is bounded: one entry per connection, replaced when its window ends, entries of
-past windows dropped from the least recently used end, and at most ``max_entries`` kept.
+A container reserves a chunk of a connection's window with one conditional write and spends
+it from memory, so the limit holds across every container while most messages touch no
+table; a spent window is remembered, so refusals cost nothing. Why this is safe, how chunks
+grow and what it costs: ``docs/rate-limit.md``.
 """
 
 from __future__ import annotations
