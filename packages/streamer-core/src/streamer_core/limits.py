@@ -4,7 +4,7 @@ API Gateway's WebSocket quotas are declared here once: the handlers, the local g
 the clients read them from this module, so a limit cannot differ between them.
 
 Storage needs these few names, and importing them from :mod:`streamer_core.protocol` would
-build every pydantic frame model on the way: about a third of a cold ``$connect`` that
+build every pydantic frame model on the way: a large share of a cold ``$connect`` that
 only stores a connection. The protocol re-exports them; they are the same objects.
 """
 

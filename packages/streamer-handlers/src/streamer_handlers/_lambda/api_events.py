@@ -2,7 +2,7 @@
 
 The functions read the few fields they need straight from the event dictionaries.
 Powertools' event data classes would add nothing here but their import, which loads every
-event class Powertools knows (about 8 ms of each cold start). The helpers cover what the
+event class Powertools knows, at every cold start. The helpers cover what the
 shapes leave to the caller: where a token may hide on ``$connect``, the verified principal
 of a message, and a safe view of absent fields (API Gateway omits ``headers`` or
 ``queryStringParameters`` entirely when there are none).

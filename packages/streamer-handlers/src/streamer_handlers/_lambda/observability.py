@@ -3,8 +3,8 @@
 Logs are Powertools JSON with a correlation id per invocation and every JWT-shaped string
 redacted at serialization time, so a token pasted into a message or an exception never
 reaches CloudWatch. Metrics are CloudWatch EMF lines in the ``Streamer`` namespace. The
-X-Ray tracer is only imported and created when tracing is on, because creating it costs
-about 190 ms of cold start.
+X-Ray tracer is only imported and created when tracing is on, because creating it is one of
+the dearest steps of a cold start (`benchmarks/README.md`).
 
 The local stack runs many invocations concurrently in one process, so correlation ids use
 Powertools' thread-local keys and metric updates are serialized by a lock.

@@ -39,7 +39,7 @@ def boto_session() -> Any:
     """The one boto3 session every client of this process is built from.
 
     A session owns botocore's loader and endpoint resolver, which parse the partition and
-    endpoint data (1.2 MB of JSON) and list the bundled service models once per session:
+    endpoint data (a large JSON file) and list the bundled service models once per session:
     building every client from the same session pays that once per process, whoever else
     (an application, a library) replaces boto3's default session.
     """
@@ -71,7 +71,7 @@ def cold_start() -> Iterator[None]:
 
     A cold start creates hundreds of thousands of long-lived objects (modules, pydantic
     schemas, botocore's service models and endpoint data) and almost no garbage, yet the
-    collector keeps re-scanning them: about a tenth of a cold start on a 2-core machine, in
+    collector keeps re-scanning them: a visible share of a cold start, in
     full collections that free nothing. The first invocation therefore runs with the
     collector off; afterwards everything it built is moved to the permanent generation
     (``gc.freeze``), which later collections skip, and the collector is back on. Later
