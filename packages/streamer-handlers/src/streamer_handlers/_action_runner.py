@@ -15,7 +15,6 @@ An ``async def`` action is cancelled at its deadline. Python cannot kill a threa
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -28,7 +27,13 @@ class DeadlineExceeded(Exception):
     """The action did not finish within its deadline."""
 
 
+# asyncio is imported where an ``async def`` action needs it: a router whose actions are all
+# plain functions does not pay for it at cold start.
+
+
 async def _bounded(coroutine: Coroutine[Any, Any, Any], seconds: float | None) -> Any:
+    import asyncio
+
     task = asyncio.ensure_future(coroutine)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
@@ -45,6 +50,8 @@ def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
     the same thread (a test runner, an embedding server) that later calls
     ``asyncio.get_event_loop()``.
     """
+    import asyncio
+
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(coroutine)
@@ -62,6 +69,8 @@ def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _in_running_loop() -> bool:
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
