@@ -1,15 +1,5 @@
-"""Pulumi's entry point (Pulumi.yaml `main`): runs the stack program for the selected stack.
+"""`python -m streamer_infra`: the `streamer` command (`dev`, `demo`, `token`, ...)."""
 
-Run directly (`python -m streamer_infra`) there is no engine to register resources with, so
-say how to run it instead of failing halfway through the program.
-"""
+from streamer_infra.cli import main
 
-import sys
-
-from pulumi.runtime.settings import get_monitor
-
-from streamer_infra.aws import program
-
-if get_monitor() is None:
-    sys.exit("this is the Pulumi program: run it with `hatch run infra:preview ENV` or `pulumi up`")
-program()
+raise SystemExit(main())

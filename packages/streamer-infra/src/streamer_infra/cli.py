@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -248,7 +249,19 @@ async def _serve_until_signalled(config: LocalStackConfig, out: TextIO) -> None:
     print("Stopped.", file=out, flush=True)
 
 
+def _require_local_extra(command: str) -> None:
+    """`dev` and `demo` run the local stack, which only the `local` extra installs."""
+    needed = {"moto": "moto", "aiohttp": "aiohttp", "streamer_client": "streamer-client"}
+    missing = [dist for module, dist in needed.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise CliError(
+            f"`streamer {command}` needs {', '.join(missing)}: "
+            "pip install 'streamer-infra[local]'"
+        )
+
+
 def _dev(args: argparse.Namespace, out: TextIO) -> int:
+    _require_local_extra("dev")
     if args.traces and not args.from_build:
         raise CliError("--traces needs --from-build: only Lambda's runtime starts the tracer")
     config = _dev_config(args)
@@ -324,6 +337,7 @@ async def _run_demo(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    _require_local_extra("demo")
     _build_notice(args, out)
     asyncio.run(_run_demo(args, out))
     return 0

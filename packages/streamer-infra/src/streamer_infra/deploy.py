@@ -8,6 +8,7 @@ Pulumi's own output is shown as it runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -32,6 +33,17 @@ class DeployError(RuntimeError):
 def project_dir() -> Path:
     """The directory holding Pulumi.yaml (packages/streamer-infra)."""
     return Path(__file__).resolve().parents[2]
+
+
+def require_aws_extra() -> None:
+    """The Pulumi program needs the `aws` extra; without it Pulumi would fail minutes in,
+    inside its language host, with a traceback."""
+    missing = [name for name in ("pulumi", "pulumi_aws") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DeployError(
+            f"the Pulumi program needs {', '.join(missing)}: "
+            "pip install 'streamer-infra[aws]' (or use `hatch run infra:...`)"
+        )
 
 
 def require_pulumi() -> str:
@@ -108,6 +120,7 @@ def run(command: str, env: str, extra: Sequence[str]) -> int:
     if command == "build":
         print(build_command(extra).summary())
         return 0
+    require_aws_extra()
     pulumi = require_pulumi()
     require_aws_credentials()
     select_stack(pulumi, env)
