@@ -11,31 +11,51 @@ developer's shell leaks in.
 
 So a module the archive lacks, a wrong handler string or a variable only AWS sets fails here,
 before `pulumi up`, instead of at the first `$connect` on AWS.
+
+A worker's stderr is its log stream: every line is written to this process's stderr, and,
+while an invocation runs in it, also handed to the `worker_output` callback of the context
+that invoked it (the console shows an invocation's own log lines that way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
+import os
 import secrets
+import sys
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .invoker import Invocation, LocalFunction, log_failure
 
-__all__ = ["ArchiveRuntime", "ProcessInvoker", "lambda_variables", "trace_header"]
+__all__ = [
+    "ArchiveRuntime",
+    "ProcessInvoker",
+    "lambda_variables",
+    "trace_header",
+    "worker_output",
+]
 
 logger = logging.getLogger("streamer.local.lambda")
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 _STREAM_LIMIT = 64 * 1024 * 1024
 """A response line may carry a whole result; asyncio's default line limit is 64 KiB."""
+
+worker_output: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "worker_output", default=None
+)
+"""Set by a caller of `ProcessInvoker.invoke` that wants the log lines of that invocation:
+each line the worker writes to stderr while it runs (its init phase included, for a cold
+start) is passed to this callback, on the event loop, before `invoke` returns."""
 
 
 @dataclass(frozen=True)
@@ -95,35 +115,123 @@ class WorkerGone(RuntimeError):
     """The worker process ended (or never started) without answering."""
 
 
+class _LogStream:
+    """A worker's stderr, read line by line on the event loop.
+
+    The pipe's read end is read directly (not through a transport) so that `drain` can take
+    everything already written without waiting: the worker flushes its stderr before it
+    answers, so once the answer is read, draining here leaves no line of that invocation
+    behind for the next one.
+    """
+
+    _MAX_READS = 16
+    """Reads per wake-up, so that a worker writing without pause cannot hold the loop."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._partial = b""
+        self._open = True
+        self.sink: Callable[[str], None] | None = None
+        os.set_blocking(fd, False)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        self.drain(self._MAX_READS)
+
+    def drain(self, reads: int | None = None) -> None:
+        """Take what the worker has written so far (up to `reads` chunks), and end at EOF."""
+        count = 0
+        while self._open and (reads is None or count < reads):
+            count += 1
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return
+            *lines, self._partial = (self._partial + chunk).split(b"\n")
+            for line in lines:
+                self._emit(line)
+
+    def flush(self) -> None:
+        """Hand over a last line the worker left without a newline."""
+        if self._partial:
+            line, self._partial = self._partial, b""
+            self._emit(line)
+
+    def _emit(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace")
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        sink = self.sink
+        if sink is not None:
+            try:
+                sink(line)
+            except Exception:
+                logger.exception("a worker output callback failed")
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self.flush()
+        self._open = False
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+
+
 class _Worker:
     """One execution environment: an interpreter process that has imported the handler."""
 
-    def __init__(self, process: asyncio.subprocess.Process, init_ms: float) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, init_ms: float, stderr: _LogStream
+    ) -> None:
         self.process = process
         self.init_ms = init_ms
+        self.stderr = stderr
 
     @classmethod
     async def start(
-        cls, runtime: ArchiveRuntime, environment: Mapping[str, str]
+        cls,
+        runtime: ArchiveRuntime,
+        environment: Mapping[str, str],
+        sink: Callable[[str], None] | None = None,
     ) -> _Worker | dict[str, Any]:
-        """A ready worker, or Lambda's error payload when the init phase failed."""
-        process = await asyncio.create_subprocess_exec(
-            str(runtime.python),
-            # As `archive_twin.twin_command`: no site-packages, no PYTHON* variables, and no
-            # bytecode written into trees Lambda keeps read-only.
-            "-I",
-            "-S",
-            "-B",
-            str(BOOTSTRAP),
-            str(runtime.task_root),
-            str(runtime.runtime_dir),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=dict(environment),
-            cwd=str(runtime.task_root),
-            limit=_STREAM_LIMIT,
-        )
-        worker = cls(process, 0.0)
+        """A ready worker, or Lambda's error payload when the init phase failed; `sink` gets
+        the init phase's log lines."""
+        read_end, write_end = os.pipe()
+        stderr = _LogStream(read_end)
+        stderr.sink = sink
+        try:
+            process = await asyncio.create_subprocess_exec(
+                str(runtime.python),
+                # As `archive_twin.twin_command`: no site-packages, no PYTHON* variables, and no
+                # bytecode written into trees Lambda keeps read-only.
+                "-I",
+                "-S",
+                "-B",
+                str(BOOTSTRAP),
+                str(runtime.task_root),
+                str(runtime.runtime_dir),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=write_end,
+                env=dict(environment),
+                cwd=str(runtime.task_root),
+                limit=_STREAM_LIMIT,
+            )
+        except BaseException:
+            stderr.close()
+            raise
+        finally:
+            # The worker holds the write end now: its exit is the stream's end.
+            os.close(write_end)
+        worker = cls(process, 0.0, stderr)
         try:
             hello = await worker._read()
         except WorkerGone as exc:
@@ -138,6 +246,12 @@ class _Worker:
             return error
         worker.init_ms = float(hello["ready"])
         return worker
+
+    def release(self) -> None:
+        """The invocation is over: its last lines go to its callback, later ones to none."""
+        self.stderr.drain()
+        self.stderr.flush()
+        self.stderr.sink = None
 
     async def _read(self) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -172,6 +286,9 @@ class _Worker:
         self.kill()
         with contextlib.suppress(ProcessLookupError, TimeoutError):
             await asyncio.wait_for(self.process.wait(), 5)
+        # Whatever the worker wrote before it died, then the end of the stream.
+        self.stderr.drain()
+        self.stderr.close()
 
 
 class _Pool:
@@ -241,8 +358,9 @@ class ProcessInvoker:
         if self._closed:
             return Invocation(request_id, None, "ServiceUnavailable", "the stack is stopping")
         pool = self._pool(function)
+        sink = worker_output.get()
         async with pool.slots:
-            worker = await self._worker(function, pool)
+            worker = await self._worker(function, pool, sink)
             if isinstance(worker, dict):
                 return self._failed(name, request_id, worker, expected_errors)
             invocation = {
@@ -254,7 +372,8 @@ class ProcessInvoker:
             try:
                 answer = await asyncio.wait_for(worker.call(invocation), function.timeout)
             except TimeoutError:
-                # Lambda ends the whole environment of a timed-out invocation.
+                # Lambda ends the whole environment of a timed-out invocation. Its last
+                # lines still reach `sink`, until the stream ends with the process.
                 self._discard(pool, worker)
                 message = f"Task timed out after {function.timeout:.2f} seconds"
                 logger.error("%s %s: %s", name, request_id, message)
@@ -266,6 +385,7 @@ class ProcessInvoker:
             except asyncio.CancelledError:
                 self._discard(pool, worker)
                 raise
+            worker.release()
             if worker.alive and not self._closed:
                 pool.idle.append(worker)
             else:
@@ -274,13 +394,16 @@ class ProcessInvoker:
             return self._failed(name, request_id, answer["error"], expected_errors)
         return Invocation(request_id, answer.get("result"))
 
-    async def _worker(self, function: LocalFunction, pool: _Pool) -> _Worker | dict[str, Any]:
+    async def _worker(
+        self, function: LocalFunction, pool: _Pool, sink: Callable[[str], None] | None
+    ) -> _Worker | dict[str, Any]:
         while pool.idle:
             worker = pool.idle.pop()
             if worker.alive:
+                worker.stderr.sink = sink
                 return worker
             pool.all.discard(worker)
-        started = await _Worker.start(self._runtime, self.environment(function))
+        started = await _Worker.start(self._runtime, self.environment(function), sink)
         if isinstance(started, _Worker):
             pool.all.add(started)
             self.cold_starts[function.name] = self.cold_starts.get(function.name, 0) + 1
