@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 from streamer_core.auth import redact_tokens
@@ -36,7 +36,14 @@ from .invoker import Invoker, LocalFunction
 from .limits import GatewayLimits, byte_size, header_section_bytes, oversize_error
 from .management import management_routes
 
-__all__ = ["Gateway", "GatewayCounters", "LiveConnection", "Route", "RouteTable"]
+__all__ = [
+    "Gateway",
+    "GatewayCounters",
+    "GatewayObserver",
+    "LiveConnection",
+    "Route",
+    "RouteTable",
+]
 
 logger = logging.getLogger("streamer.local.gateway")
 
@@ -114,6 +121,26 @@ def _action_of(body: str | bytes) -> str | None:
     return None
 
 
+class GatewayObserver(Protocol):
+    """What a watcher of the gateway (`streamer dev`'s console) is told, as it happens.
+
+    Every call is made on the gateway's event loop and must return at once.
+    """
+
+    def connected(self, conn: LiveConnection) -> None: ...
+
+    def disconnected(self, conn: LiveConnection, code: int, reason: str) -> None:
+        """The socket ended; its `$disconnect` runs next."""
+
+    def refused(self, facts: ClientFacts, request_id: str, status: int) -> None:
+        """The authorizer or `$connect` refused the upgrade (`request_id`: their event's)."""
+
+    def received(self, conn: LiveConnection, data: str | bytes) -> None: ...
+
+    def sent(self, conn: LiveConnection, data: str | bytes) -> None:
+        """A frame reached the socket, whoever sent it (a function, a management API call)."""
+
+
 @dataclass(eq=False)
 class LiveConnection:
     """One open socket, with what the management API reports about it."""
@@ -126,6 +153,9 @@ class LiveConnection:
     closing: bool = False
     close_code: int | None = None
     close_reason: str = ""
+    messages_in: int = 0
+    messages_out: int = 0
+    observer: GatewayObserver | None = None
 
     @property
     def connection_id(self) -> str:
@@ -146,6 +176,9 @@ class LiveConnection:
                 await self.ws.send_str(data)
         except (ConnectionError, RuntimeError):
             return False
+        self.messages_out += 1
+        if self.observer is not None:
+            self.observer.sent(self, data)
         return True
 
     async def close(self, code: int, reason: str, *, why: str | None = None) -> None:
@@ -185,6 +218,8 @@ class Gateway:
         self.limits = limits or GatewayLimits()
         self.connections: dict[str, LiveConnection] = {}
         self.counters = GatewayCounters()
+        self.observer: GatewayObserver | None = None
+        """Told about sockets and frames (set before the gateway serves)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sockets_done = asyncio.Event()
         self._sockets_done.set()
@@ -258,6 +293,8 @@ class Gateway:
         refusal, facts, protocols = await self._admit(facts, request_id)
         if refusal is not None:
             self.counters.refused += 1
+            if self.observer is not None:
+                self.observer.refused(facts, request_id, refusal.status)
             return refusal
         ws = web.WebSocketResponse(
             protocols=protocols,
@@ -279,9 +316,12 @@ class Gateway:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch_limits())
         now = time.monotonic()
         conn = LiveConnection(facts, ws, now, now, int(time.time() * 1000))
+        conn.observer = self.observer
         self.connections[facts.connection_id] = conn
         self._sockets_done.clear()
         self.counters.connected += 1
+        if self.observer is not None:
+            self.observer.connected(conn)
         code, reason = 1006, "Connection lost"
         try:
             code, reason = await self._serve(conn)
@@ -289,6 +329,8 @@ class Gateway:
             self.connections.pop(facts.connection_id, None)
             if not self.connections:
                 self._sockets_done.set()
+            if self.observer is not None:
+                self.observer.disconnected(conn, code, reason)
             # A task of its own, spawned even if this request task is being cancelled:
             # `$disconnect` must run however the socket ended.
             disconnecting = self._spawn(self._disconnect(conn, code, reason))
@@ -357,6 +399,9 @@ class Gateway:
                     return 1009, "Message too big"
                 conn.last_active = time.monotonic()
                 conn.last_active_ms = int(time.time() * 1000)
+                conn.messages_in += 1
+                if conn.observer is not None:
+                    conn.observer.received(conn, data)
                 self._spawn(self._dispatch(conn, data))
                 continue
             break
