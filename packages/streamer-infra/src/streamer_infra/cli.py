@@ -71,6 +71,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="let the kernel spread the stack's threads over every CPU (default: one CPU)",
     )
 
+    dev.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the developer console at / (default: only when --host is a loopback "
+        "address; it mints tokens for any user and closes any connection)",
+    )
     _add_build_options(dev)
     dev.add_argument(
         "--traces",
@@ -195,11 +202,18 @@ def _dev_config(args: argparse.Namespace) -> LocalStackConfig:
         from_build=args.from_build,
         archive=args.archive,
         on_trace=_print_trace if args.traces else None,
+        console=args.console,
     )
 
 
 def _print_trace(segment: Any) -> None:
     print(segment.describe(), flush=True)
+
+
+def _on_loopback(host: str) -> bool:
+    from .local.console import is_loopback
+
+    return is_loopback(host)
 
 
 def _banner(stack: LocalStack, app: str | None, out: TextIO) -> None:
@@ -208,6 +222,15 @@ def _banner(stack: LocalStack, app: str | None, out: TextIO) -> None:
         f"  WebSocket URL:        {stack.ws_url}",
         f"  Management endpoint:  {stack.management_url}",
     ]
+    if stack.console_url is not None:
+        lines.append(f"  Console:              {stack.console_url}")
+        if not _on_loopback(stack.config.host):
+            lines.append(
+                "  Warning: the console is reachable from other machines: it mints tokens "
+                "for any user and closes any connection"
+            )
+    elif stack.config.console is None:
+        lines.append("  Console:              off (not a loopback address; --console serves it)")
     if stack.config.from_build:
         lines.append("  Functions:            from the built Lambda archive, one process each")
     try:

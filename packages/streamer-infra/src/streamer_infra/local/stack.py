@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from streamer_core.auth import TokenIssuer
@@ -43,6 +43,9 @@ from .provision import Provisioned, aws_client, provision
 from .sqs import QueueEventSource
 from .wiring import FunctionSpecLike, wire
 from .xray import TraceSegment, XRaySink
+
+if TYPE_CHECKING:
+    from .console import Console
 
 __all__ = [
     "LocalStack",
@@ -110,6 +113,10 @@ class LocalStackConfig:
     archive, or reuses it when nothing changed since it was built."""
     on_trace: Callable[[TraceSegment], None] | None = None
     """Called with every trace segment the functions send to the local X-Ray daemon."""
+    console: bool | None = False
+    """Serve the developer console (`console`) at `/` of the gateway's port: True serves
+    it, None serves it only while `host` is a loopback address (`streamer dev`'s default),
+    False never. It mints tokens for any user and closes any connection."""
 
 
 class LocalStack:
@@ -131,6 +138,7 @@ class LocalStack:
         self._gc_thresholds: tuple[int, int, int] | None = None
         self._socket: socket.socket | None = None
         self._xray: XRaySink | None = None
+        self._console: Console | None = None
 
     # -- what callers use -------------------------------------------------------------
     @property
@@ -144,6 +152,17 @@ class LocalStack:
     @property
     def management_url(self) -> str:
         return f"http://{self._url_host}:{self._port}/{self.config.stage}"
+
+    @property
+    def console(self) -> Console | None:
+        """The console, when this stack serves one."""
+        return self._console
+
+    @property
+    def console_url(self) -> str | None:
+        if self._console is None:
+            return None
+        return f"http://{self._url_host}:{self._port}/"
 
     @property
     def xray(self) -> XRaySink | None:
@@ -272,13 +291,22 @@ class LocalStack:
             self._invoker = await self._archive_invoker(environment, prefix)
         else:
             self._invoker = ThreadInvoker(function_prefix=prefix, region=config.region)
+        invoker = self._invoker
+        if config.console is not False:
+            from .console import Console, console_enabled, is_loopback
+
+            if console_enabled(config.host, config.console):
+                self._console = Console(self, loopback_only=is_loopback(config.host))
+                invoker = self._console.wrap(invoker)
         api = ApiIdentity(
             api_id=uuid.uuid4().hex[:10],
             stage=config.stage,
             domain_name=f"{self._url_host}:{self._port}",
             region=config.region,
         )
-        self._gateway = Gateway(api, wiring.routes, self._invoker, config.limits)
+        self._gateway = Gateway(api, wiring.routes, invoker, config.limits)
+        if self._console is not None:
+            self._console.mount(self._gateway)
         self._runner = web.AppRunner(
             self._gateway.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
         )
@@ -287,6 +315,8 @@ class LocalStack:
         await web.SockSite(self._runner, sock, backlog=2048).start()
         if config.management == "direct" and not config.from_build:
             _use_direct_sender(self._gateway, asyncio.get_running_loop())
+        if self._console is not None:
+            self._console.start()
 
         if wiring.queue_function is not None and config.visibility_timeout is None:
             seconds = visibility_timeout(int(wiring.queue_function.timeout))
@@ -302,7 +332,7 @@ class LocalStack:
                 queue_arn=resources.queue_arn,
                 region=config.region,
                 function=wiring.queue_function,
-                invoker=self._invoker,
+                invoker=invoker,
                 batch_size=config.sqs_batch_size,
                 max_concurrency=config.sqs_concurrency,
             )
@@ -315,6 +345,8 @@ class LocalStack:
                 await self._gateway.shutdown()
             if self._queue_source is not None:
                 await self._queue_source.stop()
+            if self._console is not None:
+                await self._console.close()
             if self._runner is not None:
                 await self._runner.cleanup()
             if isinstance(self._invoker, ProcessInvoker):
@@ -330,6 +362,7 @@ class LocalStack:
                 self._socket.close()
                 self._socket = None
             self._gateway = None
+            self._console = None
             self._queue_source = None
             self._runner = None
             self._invoker = None
