@@ -127,6 +127,47 @@ class SubscriptionStore:
             attributes=_SUBSCRIBER_ATTRIBUTES,
         )
 
+    def subscribers_between(self, tenant_id: str, topic: str, first: str, last: str) -> list[str]:
+        """Live subscribers of ``topic`` in ``tenant_id`` whose connection id lies in
+        ``[first, last]``, in connection-id order.
+
+        A fan-out shard names such a range instead of its connections: whoever wrote the
+        shard, what it reaches is read from this tenant's own partition of the index, so
+        it can only ever be subscribers of that tenant's topic.
+        """
+        if not first or not last or first > last:
+            raise ValueError("a subscriber range needs first <= last, both non-empty")
+        tenant_topic = compose_key(tenant_id, topic)
+        projected = {f"#a{index}": name for index, name in enumerate(_SUBSCRIBER_ATTRIBUTES)}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": _BY_TOPIC.name,
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :first AND :last",
+            "ExpressionAttributeNames": {
+                "#pk": "tenant_topic",
+                "#sk": "connection_id",
+                **projected,
+            },
+            "ExpressionAttributeValues": {
+                ":pk": {"S": tenant_topic},
+                ":first": {"S": first},
+                ":last": {"S": last},
+            },
+            "ProjectionExpression": ", ".join(projected),
+            "Limit": FULL_READ_PAGE_SIZE,
+        }
+        found: list[str] = []
+        while True:
+            response = self._client.query(**kwargs)
+            for raw in response.get("Items", []):
+                item = deserialize_item(raw)
+                if self._live(item):
+                    found.append(_connection_id(item))
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                return found
+            kwargs["ExclusiveStartKey"] = last_key
+
     def topics_of(self, connection_id: str) -> list[str]:
         return query_all(
             self._client,
