@@ -29,6 +29,8 @@ from benchmarks.request_counter import (  # noqa: E402 - importable once the rep
 
 UPDATE = "dynamodb.UpdateItem"
 PAGE = 1000  # subscriptions.FULL_READ_PAGE_SIZE
+DIRECT_MAX = 1000  # the fan-out's default direct limit
+SHARD_SIZE = 100  # and its default shard size
 
 
 @pytest.fixture
@@ -192,16 +194,50 @@ def test_a_refused_message_costs_nothing_once_the_window_is_known_spent(stack, c
     assert next_window.counts.calls() == {UPDATE: 1}
 
 
-@pytest.mark.parametrize("subscribers", [1, 100, 2001])
-def test_publish_is_a_query_per_page_and_a_post_per_subscriber(stack, counter, subscribers):
+def _subscribers(stack, n: int, topic: str = "wide") -> None:
     subscriptions = stack.runtime.storage.subscriptions
     expires = int(stack.clock()) + 3600
-    for index in range(subscribers):
-        subscriptions.subscribe(f"c{index:05d}=", "acme", "wide", expires_at=expires)
+    for index in range(n):
+        subscriptions.subscribe(f"c{index:05d}=", "acme", topic, expires_at=expires)
+
+
+@pytest.mark.parametrize("subscribers", [1, 100, DIRECT_MAX])
+def test_a_direct_publish_is_one_query_and_a_post_per_subscriber(stack, counter, subscribers):
+    _subscribers(stack, subscribers)
     with counter.measure() as measured:
         report = publish("acme", "wide", {"n": 1}, runtime=stack.runtime)
     assert len(report.delivered) == subscribers
-    assert measured.counts.calls() == {
-        "dynamodb.Query": math.ceil(subscribers / PAGE),
-        **_posts(subscribers),
+    # The first page asks for one more than the direct limit: a topic that fits is one query.
+    assert measured.counts.calls() == {"dynamodb.Query": 1, **_posts(subscribers)}
+
+
+@pytest.mark.parametrize("subscribers", [DIRECT_MAX + 1, 2001])
+def test_a_sharded_publish_is_its_pages_a_batch_per_ten_shards_then_a_query_per_shard(
+    stack, counter, monkeypatch, subscribers
+):
+    monkeypatch.setenv("STREAMER_FANOUT_SENDS_PER_SECOND", "1000000")
+    _subscribers(stack, subscribers)
+    with counter.measure() as published:
+        report = publish("acme", "wide", {"n": 1}, runtime=stack.runtime)
+    shards = math.ceil(subscribers / SHARD_SIZE)
+    assert (report.queued, report.shards) == (subscribers, shards)
+    # A first page of the direct limit plus one, then pages of 1,000.
+    pages = 1 + math.ceil((subscribers - DIRECT_MAX - 1) / PAGE)
+    assert published.counts.calls() == {
+        "dynamodb.Query": pages,
+        "sqs.SendMessageBatch": math.ceil(shards / 10),
     }
+    messages = []
+    while batch := stack.receive_messages():
+        for message in batch:
+            stack.sqs.delete_message(
+                QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        messages += batch
+    assert len(messages) == shards
+    with counter.measure() as processed:
+        for start in range(0, shards, 10):
+            batch = [{"body": m["Body"]} for m in messages[start : start + 10]]
+            assert stack.process(batch) == {"batchItemFailures": []}
+    # Each shard reads its own range (a shard is not trusted to name connections).
+    assert processed.counts.calls() == {"dynamodb.Query": shards, **_posts(subscribers)}

@@ -147,6 +147,9 @@ def function_specs(app: Streamer | None = None) -> tuple[FunctionSpec, ...]:
                     ),
                     ("queue:work",),
                 ),
+                # A queued publish too large to send at once becomes shards, and a shard
+                # that could not reach everyone queues a retry.
+                Grant(("sqs:SendMessage",), ("queue:work",)),
                 _MANAGE_CONNECTIONS,
                 *_PRUNE,
                 _KMS,

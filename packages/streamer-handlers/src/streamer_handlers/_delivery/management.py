@@ -4,8 +4,11 @@ A fan-out to thousands of subscribers must not be a loop of sequential HTTPS cal
 sends run on a shared thread pool with one shared boto3 client (clients are thread-safe;
 creating one costs ~85 ms, so it is made once, on first use). ``410 Gone`` means the
 socket is closed: the connection and its subscriptions are pruned at once and never
-retried. Throttling and server errors are retried a bounded number of times with full
-jitter, so a burst of retries from many workers does not hit the service in lockstep.
+retried. Server errors are retried a bounded number of times with full jitter, so a burst
+of retries from many workers does not hit the service in lockstep. Throttling (429:
+``LimitExceededException``, ``TooManyRequestsException``) has a budget of its own, longer
+and with longer waits: the quota is the account's, shared with every other sender, and a
+thread that waits also slows its whole fan-out down, which is what the quota asks for.
 """
 
 from __future__ import annotations
@@ -31,15 +34,25 @@ _GONE_CODES = frozenset({"GoneException"})
 _FINAL_CODES = frozenset(
     {"ForbiddenException", "PayloadTooLargeException", "BadRequestException", "ValidationException"}
 )
+_THROTTLE_CODES = frozenset(
+    {"LimitExceededException", "TooManyRequestsException", "ThrottlingException", "Throttling"}
+)
 
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """Which connections got the frame, which are gone for good, which failed after retries."""
+    """Which connections got the frame, which are gone for good, which failed after retries.
+
+    A fan-out too large to send from one process is handed to the processor instead:
+    ``queued`` connections in ``shards`` messages on the work queue, delivered shortly after
+    the report (and so in none of the three tuples).
+    """
 
     delivered: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    queued: int = 0
+    shards: int = 0
 
 
 class Sender(Protocol):
@@ -122,13 +135,16 @@ class ManagementSender:
         max_attempts: int = 4,
         base_delay: float = 0.05,
         max_delay: float = 1.0,
+        throttled_attempts: int = 8,
+        throttled_base_delay: float = 0.1,
+        throttled_max_delay: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         if client is None and not endpoint_url:
             raise ValueError("STREAMER_MANAGEMENT_ENDPOINT is not set: cannot reach any connection")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if max_attempts < 1 or throttled_attempts < 1:
+            raise ValueError("max_attempts and throttled_attempts must be at least 1")
         self._endpoint_url = endpoint_url
         self._client = client
         self._on_gone = on_gone
@@ -136,6 +152,9 @@ class ManagementSender:
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
+        self._throttled_attempts = throttled_attempts
+        self._throttled_base_delay = throttled_base_delay
+        self._throttled_max_delay = throttled_max_delay
         self._sleep = sleep
         self._jitter = jitter
         self._lock = threading.Lock()
@@ -185,7 +204,8 @@ class ManagementSender:
         return settle(ids, outcomes)
 
     def _send_one(self, client: Any, connection_id: str, payload: bytes) -> Outcome:
-        for attempt in range(1, self._max_attempts + 1):
+        errors = throttled = 0
+        while True:
             try:
                 client.post_to_connection(ConnectionId=connection_id, Data=payload)
                 return Outcome.DELIVERED
@@ -194,7 +214,17 @@ class ManagementSender:
                 if code in _GONE_CODES or status == 410:
                     prune(self._on_gone, connection_id)
                     return Outcome.GONE
-                if code in _FINAL_CODES or attempt == self._max_attempts:
+                # Each kind has its own budget; the wait grows with every retry so far.
+                if code in _THROTTLE_CODES or status == 429:
+                    throttled += 1
+                    spent = throttled >= self._throttled_attempts
+                    base, cap = self._throttled_base_delay, self._throttled_max_delay
+                else:
+                    errors += 1
+                    spent = errors >= self._max_attempts
+                    base, cap = self._base_delay, self._max_delay
+                retry = errors + throttled
+                if code in _FINAL_CODES or spent:
                     logger.warning(
                         "delivery failed",
                         extra={
@@ -203,12 +233,7 @@ class ManagementSender:
                         },
                     )
                     return Outcome.FAILED
-                self._sleep(
-                    full_jitter_delay(
-                        attempt, base=self._base_delay, cap=self._max_delay, jitter=self._jitter
-                    )
-                )
-        return Outcome.FAILED
+                self._sleep(full_jitter_delay(retry, base=base, cap=cap, jitter=self._jitter))
 
 
 class ConnectionPruner:

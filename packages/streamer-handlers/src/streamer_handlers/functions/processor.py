@@ -1,4 +1,6 @@
-"""The SQS consumer: runs queued requests and streams their progress to clients.
+"""The SQS consumer: runs queued requests and streams their progress to clients, and sends
+published events that were handed to the queue (``publish`` messages and fan-out shards,
+:mod:`.._processor.queued`).
 
 The records of one batch run side by side, each on a thread of its own: two jobs queued a
 moment apart often land in the same batch, and run one after the other the second would
@@ -9,6 +11,10 @@ Each record that fails is reported alone (``batchItemFailures``, which the event
 mapping must enable with ``ReportBatchItemFailures``); the others are deleted from the
 queue when the invocation returns, and the failed ones come back after the queue's
 visibility timeout, as before. A record whose thread cannot even start stays on the queue.
+
+Every post an invocation makes for a fan-out passes one :class:`Pacer`, shared by the
+records of its batch: the per-invocation rate that keeps all of the function's invocations
+together under the account's management-API quota (:mod:`.._delivery.sharding`).
 """
 
 from __future__ import annotations
@@ -17,22 +23,29 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from streamer_handlers._delivery.sharding import FanoutLimits, Pacer
 from streamer_handlers._lambda.observability import flush_metrics, logger, start_invocation
 from streamer_handlers._lambda.runtime import Runtime, get_runtime
 from streamer_handlers._processor.jobs import process_message
+from streamer_handlers._processor.queued import process_queued, queued_message
 
 MAX_PARALLEL_RECORDS = 10
 """Records of one batch run at once (SQS hands a function at most 10 per batch unless a
 batching window is configured); any beyond wait for a free slot."""
 
 
-def _handle(runtime: Runtime, record: Mapping[str, Any], context: Any) -> None:
+def _handle(runtime: Runtime, record: Mapping[str, Any], context: Any, pacer: Pacer) -> None:
     message_id = str(record.get("messageId", ""))
     start_invocation(message_id, sqs_message_id=message_id)
+    body = str(record.get("body", ""))
     try:
+        queued = queued_message(body)
+        if queued is not None:
+            process_queued(runtime, queued, message_id=message_id, pacer=pacer, context=context)
+            return
         process_message(
             runtime,
-            str(record.get("body", "")),
+            body,
             record.get("attributes") or {},
             record.get("messageAttributes") or {},
             context,
@@ -106,8 +119,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     start_invocation(getattr(context, "aws_request_id", None))
     runtime = get_runtime()
     records: list[Mapping[str, Any]] = list(event.get("Records") or [])
+    pacer = Pacer(FanoutLimits.from_env().sends_per_second)
     try:
-        failed = run_records(records, lambda record: _handle(runtime, record, context))
+        failed = run_records(records, lambda record: _handle(runtime, record, context, pacer))
         if failed:
             logger.info("records left for retry", extra={"count": len(failed)})
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
