@@ -671,7 +671,9 @@ class Recorder:
         with self._lock:
             if conn.connection_id in self._connections:
                 self._changed("connections", conn.connection_id)
-        if isinstance(data, bytes) or '"type"' not in data:
+        # Only frames about a request or a subscription carry a request id: an event fanned
+        # out to many subscribers is never parsed here.
+        if isinstance(data, bytes) or '"request_id"' not in data:
             return
         try:
             frame = json.loads(data)
