@@ -1,7 +1,15 @@
-"""The emulator's fast path through moto's serializer changes speed, never a response."""
+"""The emulator's fast paths through moto change speed, never a response.
+
+The main check runs one script of DynamoDB calls against moto in-process twice, as moto ships
+and with the emulator's patches taking their fast paths, and compares every response in full:
+status, parsed fields and the bytes of the body. Both runs count how often the fast paths
+answered, so the comparison cannot pass by never taking them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import string
 from collections.abc import Iterator
 from decimal import Decimal
@@ -9,41 +17,81 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from streamer_infra.local.moto_speedups import install_moto_speedups, plain_projection, wire_form
+from streamer_infra.local import atomic_dynamodb, moto_speedups
+from streamer_infra.local.atomic_dynamodb import ATOMIC_DYNAMODB
+from streamer_infra.local.emulator import stop_shared_emulator
+from streamer_infra.local.moto_patches import serving
+from streamer_infra.local.moto_speedups import (
+    MOTO_SPEEDUPS,
+    install_moto_speedups,
+    plain_projection,
+    uninstall_moto_speedups,
+    wire_form,
+)
 
 TABLE = "speedups"
+SCRIPT_TABLE = "script"
 
 _text = st.text(alphabet=string.ascii_letters + string.digits + "é #/$", max_size=12)
 _number = st.integers(-(10**12), 10**12).map(str)
-_scalar = st.one_of(
-    _text.map(lambda v: {"S": v}),
-    _number.map(lambda v: {"N": v}),
-    st.booleans().map(lambda v: {"BOOL": v}),
-    st.just({"NULL": True}),
-    st.binary(max_size=8).map(lambda v: {"B": v}),
-    st.sets(_text, min_size=1, max_size=3).map(lambda v: {"SS": sorted(v)}),
-    st.sets(_number, min_size=1, max_size=3).map(lambda v: {"NS": sorted(v)}),
-    st.sets(st.binary(min_size=1, max_size=4), min_size=1, max_size=3).map(
-        lambda v: {"BS": sorted(v)}
-    ),
+_decimal = st.decimals(-(10**6), 10**6, places=3, allow_nan=False, allow_infinity=False).map(str)
+_odd_number = st.one_of(
+    _decimal,
+    st.sampled_from(["007", "-0", "0.10", "1E+2", "-1.5e-3", "+5", "1.0", "9" * 38]),
 )
-_value = st.recursive(
-    _scalar,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
-        st.dictionaries(_text.filter(bool), inner, max_size=3).map(lambda v: {"M": v}),
-    ),
-    max_leaves=8,
+"""Numbers as a client may write them, which moto's own paths do not all return as written."""
+
+
+def _values(number: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Attribute values of every type, nested up to a few levels."""
+    scalar = st.one_of(
+        _text.map(lambda v: {"S": v}),
+        number.map(lambda v: {"N": v}),
+        st.booleans().map(lambda v: {"BOOL": v}),
+        st.just({"NULL": True}),
+        st.binary(max_size=8).map(lambda v: {"B": v}),
+        st.sets(_text, min_size=1, max_size=3).map(lambda v: {"SS": sorted(v)}),
+        st.sets(number, min_size=1, max_size=3).map(lambda v: {"NS": sorted(v)}),
+        st.sets(st.binary(min_size=1, max_size=4), min_size=1, max_size=3).map(
+            lambda v: {"BS": sorted(v)}
+        ),
+    )
+    return st.recursive(
+        scalar,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3).map(lambda v: {"L": v}),
+            st.dictionaries(_text.filter(bool), inner, max_size=3).map(lambda v: {"M": v}),
+        ),
+        max_leaves=8,
+    )
+
+
+_value = _values(_number)
+_any_value = _values(st.one_of(_number, _odd_number))
+_names = st.sampled_from(["a", "b", "c", "d", "e"])
+_item = st.dictionaries(_names, _value, min_size=1, max_size=5)
+_any_item = st.dictionaries(
+    _names, st.one_of(_odd_number.map(lambda v: {"N": v}), _any_value), min_size=1, max_size=5
 )
-_item = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), _value, min_size=1, max_size=5)
+
+
+@contextlib.contextmanager
+def _fast_paths() -> Iterator[None]:
+    """moto as the emulator's request threads run it."""
+    with MOTO_SPEEDUPS.applied() as complete, ATOMIC_DYNAMODB.applied(), serving():
+        assert complete
+        yield
 
 
 @pytest.fixture(scope="module")
 def dynamodb() -> Iterator[Any]:
-    assert install_moto_speedups()
+    # moto as shipped means no emulator in the process: an earlier module may have left the
+    # shared one running.
+    stop_shared_emulator()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
@@ -53,6 +101,316 @@ def dynamodb() -> Iterator[Any]:
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         )
         yield client
+
+
+# -- the same calls, the same responses ---------------------------------------------------
+
+
+class _Recorder:
+    """Every response the client receives: operation, status, body bytes, parsed fields."""
+
+    def __init__(self) -> None:
+        self.responses: list[tuple[str, int, bytes, dict[str, Any]]] | None = None
+
+    def __call__(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if self.responses is not None:
+            fields = {key: value for key, value in parsed.items() if key != "ResponseMetadata"}
+            self.responses.append(
+                (model.name, http_response.status_code, http_response.content, fields)
+            )
+
+
+@pytest.fixture(scope="module")
+def recorder(dynamodb: Any) -> _Recorder:
+    recorder = _Recorder()
+    dynamodb.meta.events.register("after-call.dynamodb", recorder, unique_id="speedups-recorder")
+    return recorder
+
+
+class _FastPathHits:
+    """How often each fast path answered instead of handing over to moto."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.counts = {"wire_form": 0, "plain_projection": 0, "scalar_size": 0, "lock": 0}
+        for name in ("wire_form", "plain_projection", "scalar_size"):
+            self._count(monkeypatch, moto_speedups, name, name)
+        self._count(monkeypatch, atomic_dynamodb, "_backend_lock", "lock")
+
+    def _count(self, monkeypatch: pytest.MonkeyPatch, module: Any, name: str, key: str) -> None:
+        real = getattr(module, name)
+
+        def counted(*args: Any) -> Any:
+            answer = real(*args)
+            if answer is not None and answer is not False:
+                self.counts[key] += 1
+            return answer
+
+        monkeypatch.setattr(module, name, counted)
+
+    def take(self) -> dict[str, int]:
+        counts = dict(self.counts)
+        self.counts = dict.fromkeys(self.counts, 0)
+        return counts
+
+
+def _call(client: Any, operation: str, **params: Any) -> None:
+    with contextlib.suppress(ClientError):  # the recorder has the error response
+        getattr(client, operation)(**params)
+
+
+def _create_script_table(client: Any) -> None:
+    client.create_table(
+        TableName=SCRIPT_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "kind", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_kind",
+                "KeySchema": [
+                    {"AttributeName": "kind", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["a", "b"]},
+            }
+        ],
+    )
+
+
+def _script(client: Any, items: list[dict[str, Any]], value: dict[str, Any]) -> None:
+    """One of every read and write the handlers and the stores make, and some they do not."""
+    table = {"TableName": SCRIPT_TABLE}
+    keys = [{"pk": {"S": "p"}, "sk": {"S": f"s{index}"}} for index in range(len(items))]
+    p = {":p": {"S": "p"}}
+    # A map and a list in every item, for nested projections (moto fails on a path through
+    # a scalar, where DynamoDB returns nothing).
+    nested = [
+        {
+            "m": {"M": {"x": item.get("a", {"NULL": True}), "y": {"S": "y"}}},
+            "l": {"L": [item.get("b", {"S": "b"}), value]},
+        }
+        for item in items
+    ]
+    for key, item, more in zip(keys, items, nested, strict=True):
+        _call(client, "put_item", **table, Item={**key, "kind": {"S": "k"}, **item, **more})
+    _call(client, "put_item", **table, Item={**keys[0], **items[0]}, ReturnValues="ALL_OLD")
+    _call(client, "put_item", **table, Item={**keys[0], "kind": {"S": "k"}, **items[0]})
+    _call(
+        client,
+        "update_item",
+        **table,
+        Key=keys[0],
+        UpdateExpression="SET #a = :v, n = if_not_exists(n, :zero) + :one",
+        ExpressionAttributeNames={"#a": "a"},
+        ExpressionAttributeValues={":v": value, ":zero": {"N": "0"}, ":one": {"N": "1.5"}},
+        ReturnValues="ALL_NEW",
+    )
+    _call(
+        client,
+        "update_item",
+        **table,
+        Key=keys[-1],
+        UpdateExpression="SET e = :v REMOVE #b",
+        ExpressionAttributeNames={"#b": "b"},
+        ExpressionAttributeValues={":v": value},
+        ReturnValues="UPDATED_OLD",
+    )
+    for key in keys:
+        _call(client, "get_item", **table, Key=key, ConsistentRead=True)
+        _call(client, "get_item", **table, Key=key, ProjectionExpression="pk, sk, kind")
+        _call(
+            client,
+            "get_item",
+            **table,
+            Key=key,
+            ProjectionExpression="#a, #b, #c, #d, #e, pk, n",
+            ExpressionAttributeNames={"#a": "a", "#b": "b", "#c": "c", "#d": "d", "#e": "e"},
+        )
+        _call(
+            client,
+            "get_item",
+            **table,
+            Key=key,
+            ProjectionExpression="m.x, l[0], l[1], #a",
+            ExpressionAttributeNames={"#a": "a"},
+        )
+    _call(client, "query", **table, KeyConditionExpression="pk = :p", ExpressionAttributeValues=p)
+    _call(
+        client,
+        "query",
+        **table,
+        KeyConditionExpression="pk = :p AND sk > :s",
+        ExpressionAttributeValues={**p, ":s": {"S": "s0"}},
+        ScanIndexForward=False,
+        Limit=2,
+    )
+    _call(
+        client,
+        "query",
+        **table,
+        KeyConditionExpression="pk = :p",
+        FilterExpression="attribute_exists(#a)",
+        ExpressionAttributeNames={"#a": "a"},
+        ExpressionAttributeValues=p,
+        Select="COUNT",
+    )
+    _call(
+        client,
+        "query",
+        **table,
+        IndexName="by_kind",
+        KeyConditionExpression="kind = :k",
+        ExpressionAttributeValues={":k": {"S": "k"}},
+    )
+    _call(
+        client,
+        "query",
+        **table,
+        IndexName="by_kind",
+        KeyConditionExpression="kind = :k",
+        ProjectionExpression="pk, #b, sk",
+        ExpressionAttributeNames={"#b": "b"},
+        ExpressionAttributeValues={":k": {"S": "k"}},
+    )
+    _call(client, "scan", **table)
+    _call(
+        client,
+        "scan",
+        **table,
+        ProjectionExpression="pk, #m",
+        ExpressionAttributeNames={"#m": "m"},
+    )
+    _call(client, "scan", **table, IndexName="by_kind", Limit=1)
+    _call(
+        client,
+        "batch_get_item",
+        RequestItems={SCRIPT_TABLE: {"Keys": keys, "ConsistentRead": True}},
+    )
+    _call(
+        client,
+        "batch_get_item",
+        RequestItems={SCRIPT_TABLE: {"Keys": keys, "ProjectionExpression": "sk, kind, n"}},
+    )
+    _call(
+        client,
+        "transact_write_items",
+        TransactItems=[
+            {"Put": {**table, "Item": {"pk": {"S": "q"}, "sk": {"S": "t"}, "v": value}}},
+            {
+                "Update": {
+                    **table,
+                    "Key": keys[-1],
+                    "UpdateExpression": "SET #b = :v",
+                    "ExpressionAttributeNames": {"#b": "b"},
+                    "ExpressionAttributeValues": {":v": value},
+                }
+            },
+            {
+                "ConditionCheck": {
+                    **table,
+                    "Key": keys[0],
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+        ],
+    )
+    _call(
+        client,
+        "transact_get_items",
+        TransactItems=[
+            {"Get": {**table, "Key": key}} for key in [*keys, {"pk": {"S": "q"}, "sk": {"S": "t"}}]
+        ],
+    )
+    _call(
+        client,
+        "put_item",
+        **table,
+        Item={**keys[0], "a": {"S": "lost"}},
+        ConditionExpression="attribute_not_exists(pk)",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    _call(
+        client,
+        "update_item",
+        **table,
+        Key=keys[0],
+        UpdateExpression="SET a = :v",
+        ConditionExpression="n > :big",
+        ExpressionAttributeValues={":v": value, ":big": {"N": "100"}},
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    _call(
+        client,
+        "transact_write_items",
+        TransactItems=[
+            {"Put": {**table, "Item": {"pk": {"S": "r"}, "sk": {"S": "t"}}}},
+            {
+                "ConditionCheck": {
+                    **table,
+                    "Key": keys[0],
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ],
+    )
+    for key in keys:
+        _call(client, "delete_item", **table, Key=key, ReturnValues="ALL_OLD")
+    _call(client, "scan", **table)
+
+
+def _run(
+    client: Any, recorder: _Recorder, items: list[dict[str, Any]], value: dict[str, Any]
+) -> list[tuple[str, int, bytes, dict[str, Any]]]:
+    """The responses to the script, on a table created for it and deleted after (their
+    answers carry timestamps, so they are left out)."""
+    _create_script_table(client)
+    recorder.responses = responses = []
+    try:
+        _script(client, items, value)
+    finally:
+        recorder.responses = None
+        client.delete_table(TableName=SCRIPT_TABLE)
+    return responses
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(items=st.lists(_any_item, min_size=2, max_size=4), value=_any_value)
+def test_moto_answers_the_same_calls_with_the_same_responses_with_and_without_the_fast_paths(
+    dynamodb: Any, recorder: _Recorder, items: list[dict[str, Any]], value: dict[str, Any]
+) -> None:
+    assert not MOTO_SPEEDUPS.installed
+    assert not ATOMIC_DYNAMODB.installed
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        hits = _FastPathHits(monkeypatch)
+        as_shipped = _run(dynamodb, recorder, items, value)
+        assert hits.take() == {"wire_form": 0, "plain_projection": 0, "scalar_size": 0, "lock": 0}
+        with _fast_paths():
+            fast = _run(dynamodb, recorder, items, value)
+        taken = hits.take()
+    assert all(count > 0 for count in taken.values()), taken
+
+    def readable(responses: list[tuple[str, int, bytes, dict[str, Any]]]) -> list[Any]:
+        return [(name, status, fields) for name, status, _, fields in responses]
+
+    assert readable(fast) == readable(as_shipped)
+    assert [body for _, _, body, _ in fast] == [body for _, _, body, _ in as_shipped]
+    # Every call answered with a body, and the failures failed as they should.
+    assert all(json.loads(body) is not None for _, _, body, _ in fast)
+    statuses = [status for _, status, _, _ in fast]
+    assert statuses.count(400) >= 3
+
+
+# -- the values written are the values read ---------------------------------------------------
 
 
 def _sets_sorted(value: Any) -> Any:
@@ -75,16 +433,19 @@ def test_what_is_written_is_what_get_query_and_scan_read(
     dynamodb: Any, item: dict[str, Any]
 ) -> None:
     written = {"pk": {"S": "key"}, **item}
-    dynamodb.put_item(TableName=TABLE, Item=written)
-    got = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "key"}}, ConsistentRead=True)
-    queried = dynamodb.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "key"}},
-    )
+    with _fast_paths():
+        dynamodb.put_item(TableName=TABLE, Item=written)
+        got = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "key"}}, ConsistentRead=True)
+        queried = dynamodb.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "key"}},
+        )
+        scanned = dynamodb.scan(TableName=TABLE)
     expected = _sets_sorted(written)
     assert _sets_sorted(got["Item"]) == expected
     assert [_sets_sorted(found) for found in queried["Items"]] == [expected]
+    assert [_sets_sorted(found) for found in scanned["Items"]] == [expected]
 
 
 @settings(
@@ -95,17 +456,21 @@ def test_a_projection_reads_back_exactly_the_named_attributes(
     dynamodb: Any, item: dict[str, Any], names: list[str]
 ) -> None:
     written = {"pk": {"S": "key"}, **item}
-    dynamodb.put_item(TableName=TABLE, Item=written)
     placeholders = {f"#n{index}": name for index, name in enumerate(names)}
-    queried = dynamodb.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "key"}},
-        ProjectionExpression=", ".join(placeholders),
-        ExpressionAttributeNames=placeholders,
-    )
+    with _fast_paths():
+        dynamodb.put_item(TableName=TABLE, Item=written)
+        queried = dynamodb.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "key"}},
+            ProjectionExpression=", ".join(placeholders),
+            ExpressionAttributeNames=placeholders,
+        )
     expected = {name: value for name, value in written.items() if name in names}
     assert [_sets_sorted(found) for found in queried["Items"]] == [_sets_sorted(expected)]
+
+
+# -- which values take the fast paths --------------------------------------------------------
 
 
 class _Attr:
@@ -161,49 +526,41 @@ def test_only_values_the_model_walk_would_copy_unchanged_take_the_fast_path(
     assert wire_form(value) is fast
 
 
-def test_installing_twice_patches_once() -> None:
+def test_installing_twice_patches_once_and_the_last_uninstall_restores_moto() -> None:
     from moto.core.serialize import BaseJSONSerializer
 
-    install_moto_speedups()
-    patched = BaseJSONSerializer._serialize_type_structure
+    moto_s_own = BaseJSONSerializer.__dict__["_serialize_type_structure"]
+    already = MOTO_SPEEDUPS.installed
     assert install_moto_speedups()
-    assert BaseJSONSerializer._serialize_type_structure is patched
-
-
-def test_a_copied_item_shares_nothing_mutable_with_the_stored_one() -> None:
-    import copy
-
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item
-
+    patched = BaseJSONSerializer.__dict__["_serialize_type_structure"]
+    assert (patched is moto_s_own) == already
     assert install_moto_speedups()
-    stored = Item(
-        hash_key=DynamoType({"S": "key"}),
-        range_key=None,
-        attrs={"s": {"S": "x"}, "n": {"N": "1"}, "m": {"M": {"k": {"L": [{"S": "v"}]}}}},
-    )
-    copied = copy.deepcopy(stored)
-    assert copied == stored
-    assert copied.attrs is not stored.attrs
-    assert all(copied.attrs[name] is not stored.attrs[name] for name in stored.attrs)
-    copied.attrs["m"].value["k"].value.append(DynamoType({"S": "w"}))
-    copied.attrs["s"].value = "changed"
-    assert stored.to_json()["Attributes"] == {
-        "s": {"S": "x"},
-        "n": {"N": "1"},
-        "m": {"M": {"k": {"L": [{"S": "v"}]}}},
-    }
+    assert BaseJSONSerializer.__dict__["_serialize_type_structure"] is patched
+    uninstall_moto_speedups()
+    uninstall_moto_speedups()
+    assert BaseJSONSerializer.__dict__["_serialize_type_structure"] is moto_s_own
+    assert MOTO_SPEEDUPS.installed == already
+
+
+def test_copying_an_item_is_moto_s_own() -> None:
+    # moto 5.2 copies items without pickling them or checking their size again: nothing to
+    # add, so nothing is patched.
+    from moto.dynamodb.models.dynamo_type import Item
+
+    moto_s_own = Item.__dict__["__deepcopy__"]
+    with _fast_paths():
+        assert Item.__dict__["__deepcopy__"] is moto_s_own
 
 
 @settings(max_examples=200, deadline=None)
 @given(item=_item)
 def test_an_item_is_sized_as_moto_sizes_it(item: dict[str, Any]) -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
-    from moto.dynamodb.models.utilities import bytesize
 
-    assert install_moto_speedups()
     stored = Item(hash_key=DynamoType({"S": "key"}), range_key=None, attrs=item)
-    expected = sum(bytesize(key) + DynamoType.size(value) for key, value in stored.attrs.items())
-    assert stored.size() == expected
+    expected = stored.size()
+    with _fast_paths():
+        assert stored.size() == expected
 
 
 def _dynamodb_order(value: dict[str, Any]) -> tuple[str, Any]:
@@ -215,6 +572,7 @@ def _dynamodb_order(value: dict[str, Any]) -> tuple[str, Any]:
 _key = st.one_of(
     _text.map(lambda v: {"S": v}),
     _number.map(lambda v: {"N": v}),
+    _decimal.map(lambda v: {"N": v}),
     st.binary(max_size=8).map(lambda v: {"B": v}),
     st.booleans().map(lambda v: {"BOOL": v}),
 )
@@ -227,13 +585,15 @@ def test_values_compare_as_dynamodb_compares_them(a: dict[str, Any], b: dict[str
     # these comparisons; the fast cast must keep both.
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    assert install_moto_speedups()
     left, right = DynamoType(a), DynamoType(b)
     (kind_a, order_a), (kind_b, order_b) = _dynamodb_order(a), _dynamodb_order(b)
-    assert (left == right) == (kind_a == kind_b and order_a == order_b)
-    assert (left != right) == (kind_a != kind_b or order_a != order_b)
-    if kind_a == kind_b:
-        assert (left < right) == (order_a < order_b)
-        assert (left > right) == (order_a > order_b)
-    if left == right:
-        assert hash(left) == hash(right)
+    moto_s_casts = (left.cast_value, right.cast_value)
+    with _fast_paths():
+        assert (left.cast_value, right.cast_value) == moto_s_casts
+        assert (left == right) == (kind_a == kind_b and order_a == order_b)
+        assert (left != right) == (kind_a != kind_b or order_a != order_b)
+        if kind_a == kind_b:
+            assert (left < right) == (order_a < order_b)
+            assert (left > right) == (order_a > order_b)
+        if left == right:
+            assert hash(left) == hash(right)
