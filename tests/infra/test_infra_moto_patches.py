@@ -9,6 +9,7 @@ stack ran earlier in the process or not.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,19 @@ def test_two_emulators_keep_the_patches_until_the_last_one_stops(
     finally:
         second.stop()
         first.stop()
+    assert _moto_as_defined() == moto_as_shipped
+
+
+def test_an_emulator_that_cannot_start_leaves_moto_as_shipped(
+    moto_as_shipped: dict[type, dict[str, Any]],
+) -> None:
+    with socket.socket() as taken_port:
+        taken_port.bind(("127.0.0.1", 0))
+        taken_port.listen()
+        emulator = AwsEmulator(port=taken_port.getsockname()[1])
+        with pytest.raises(OSError, match="cannot listen"):
+            emulator.start()
+    assert not emulator.running
     assert _moto_as_defined() == moto_as_shipped
 
 

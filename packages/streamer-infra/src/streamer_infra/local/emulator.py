@@ -31,7 +31,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from .atomic_dynamodb import ATOMIC_DYNAMODB
-from .moto_patches import serving
+from .moto_patches import MotoPatches, serving
 from .moto_speedups import MOTO_SPEEDUPS
 
 __all__ = ["AwsEmulator", "shared_emulator", "stop_shared_emulator"]
@@ -54,10 +54,14 @@ class _Server:
             with serving():
                 return app(environ, start_response)
 
-        # Binding here rather than on the thread: a port in use fails the caller at once.
-        self._server: BaseWSGIServer = make_server(
-            host, port, serve, threaded=True, request_handler=MotoRequestHandler
-        )
+        # Bound here rather than on the server's thread, so that a port in use fails the
+        # caller; werkzeug reports it on stderr and exits, which must not end the process.
+        try:
+            self._server: BaseWSGIServer = make_server(
+                host, port, serve, threaded=True, request_handler=MotoRequestHandler
+            )
+        except SystemExit as exited:
+            raise OSError(f"the AWS emulator cannot listen on {host}:{port}") from exited
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="aws-emulator", daemon=True
         )
@@ -76,7 +80,20 @@ class _Server:
         self._server.server_close()
 
 
-_PATCHES = (ATOMIC_DYNAMODB, MOTO_SPEEDUPS)
+_PATCHES: tuple[tuple[MotoPatches, int, str], ...] = (
+    (
+        ATOMIC_DYNAMODB,
+        logging.WARNING,
+        "this moto has no hook for atomic DynamoDB requests: concurrent conditional writes "
+        "may both succeed here, which DynamoDB never allows",
+    ),
+    (
+        MOTO_SPEEDUPS,
+        logging.DEBUG,
+        "this moto lacks a hook of the emulator's fast paths: those stay moto's own",
+    ),
+)
+"""What the emulator installs, and what to say when this moto lacks a hook."""
 
 
 class AwsEmulator:
@@ -103,18 +120,18 @@ class AwsEmulator:
         if self._server is None:
             # werkzeug logs every request at INFO: thousands of lines per test run.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
-            if not ATOMIC_DYNAMODB.install():
-                logger.warning(
-                    "this moto has no hook for atomic DynamoDB requests: concurrent "
-                    "conditional writes may both succeed here, which DynamoDB never allows"
-                )
-            if not MOTO_SPEEDUPS.install():
-                logger.debug("this moto lacks a hook of the emulator's fast paths")
+            installed: list[MotoPatches] = []
             try:
+                for patches, level, missing in _PATCHES:
+                    complete = patches.install()
+                    installed.append(patches)
+                    if not complete:
+                        logger.log(level, missing)
                 server = _Server(self._host, self._port)
                 server.start()
             except BaseException:
-                _release_patches()
+                for patches in reversed(installed):
+                    patches.uninstall()
                 raise
             host, port = server.address
             self._server = server
@@ -139,7 +156,7 @@ class AwsEmulator:
 
 
 def _release_patches() -> None:
-    for patches in reversed(_PATCHES):
+    for patches, _, _ in reversed(_PATCHES):
         patches.uninstall()
 
 
