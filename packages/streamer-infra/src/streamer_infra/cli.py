@@ -278,8 +278,7 @@ def _require_local_extra(command: str) -> None:
     missing = [dist for module, dist in needed.items() if importlib.util.find_spec(module) is None]
     if missing:
         raise CliError(
-            f"`streamer {command}` needs {', '.join(missing)}: "
-            "pip install 'streamer-infra[local]'"
+            f"`streamer {command}` needs {', '.join(missing)}: pip install 'streamer-infra[local]'"
         )
 
 
