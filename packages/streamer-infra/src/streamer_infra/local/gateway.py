@@ -240,7 +240,9 @@ class Gateway:
             },
         )
         app.router.add_get("/{stage}", self._websocket)
-        app.router.add_routes(management_routes(self))
+        app.router.add_routes(
+            management_routes(self.api.stage, self.limits.max_message_bytes, self.connections.get)
+        )
         return app
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

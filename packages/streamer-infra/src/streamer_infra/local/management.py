@@ -9,15 +9,30 @@ boto3 raise `GoneException` and `PayloadTooLargeException` rather than a bare Cl
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from .gateway import Gateway, LiveConnection
+from .events import ClientFacts
 
-__all__ = ["api_timestamp", "management_routes"]
+__all__ = ["ManagedConnection", "api_timestamp", "management_routes"]
+
+
+class ManagedConnection(Protocol):
+    """What the management API needs of an open connection, and nothing more of the gateway."""
+
+    facts: ClientFacts
+    last_active_ms: int
+
+    @property
+    def gone(self) -> bool: ...
+
+    async def send(self, data: str | bytes) -> bool: ...
+
+    async def close(self, code: int, reason: str, *, why: str | None = None) -> None: ...
+
 
 _PATH = "/{stage}/@connections/{connection_id}"
 
@@ -46,15 +61,21 @@ def api_timestamp(epoch_ms: int) -> str:
     return f"{whole}.{millis:03d}Z"
 
 
-def management_routes(gateway: Gateway) -> list[web.RouteDef]:
-    """POST (send), GET (info) and DELETE (close) on one connection."""
+def management_routes(
+    stage: str,
+    max_message_bytes: int,
+    lookup: Callable[[str], ManagedConnection | None],
+) -> list[web.RouteDef]:
+    """POST (send), GET (info) and DELETE (close) on one connection of `stage`, found by
+    `lookup`: the gateway hands over a lookup, not itself, so neither module imports the
+    other."""
 
-    def _checked(request: web.Request) -> LiveConnection | web.Response:
-        if request.match_info["stage"] != gateway.api.stage:
+    def _checked(request: web.Request) -> ManagedConnection | web.Response:
+        if request.match_info["stage"] != stage:
             return _error(403, "ForbiddenException", "Forbidden")
         if "Authorization" not in request.headers:
             return _error(403, "ForbiddenException", "Missing Authentication Token")
-        connection = gateway.connections.get(request.match_info["connection_id"])
+        connection = lookup(request.match_info["connection_id"])
         if connection is None or connection.gone:
             return _error(410, "GoneException", "")
         return connection
@@ -63,7 +84,7 @@ def management_routes(gateway: Gateway) -> list[web.RouteDef]:
         found = _checked(request)
         if isinstance(found, web.Response):
             return found
-        limit = gateway.limits.max_message_bytes
+        limit = max_message_bytes
         if request.content_length is not None and request.content_length > limit:
             return _error(413, "PayloadTooLargeException", "Request Entity Too Large")
         data = await request.read()
