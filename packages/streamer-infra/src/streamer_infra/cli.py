@@ -1,4 +1,5 @@
-"""`streamer`: the local stack from the command line (`dev`, `token`, `demo`).
+"""`streamer`: the local stack from the command line (`dev`, `token`, `demo`), and
+`publish` to a topic of a local or a deployed stack through its work queue.
 
 Every failure a user can cause (a busy port, a missing key file, a bad `--app`) ends as
 one line on stderr and a non-zero exit, never a traceback; Ctrl-C is the normal way to
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import importlib.util
 import json
@@ -18,7 +20,7 @@ import shlex
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -96,6 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="start the stack, run echo and a job, stop")
     demo.add_argument("--port", type=int, default=0)
     _add_build_options(demo)
+    _add_publish_parser(commands)
     return parser
 
 
@@ -256,7 +259,7 @@ async def _serve_until_signalled(config: LocalStackConfig, out: TextIO) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with LocalStack(config) as stack:
+        async with LocalStack(config) as stack, _stack_state(stack):
             _banner(stack, config.app, out)
             await stop.wait()
             counters = stack.gateway.counters
@@ -365,6 +368,194 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- streamer publish -------------------------------------------------------------------
+STACK_STATE_FILE = "stack.json"
+"""What a running `streamer dev` leaves in its state dir for `streamer publish`: the
+emulator's endpoint and the work queue's URL, which change at every start."""
+_SQS_MESSAGE_LIMIT = 256 * 1024
+
+
+def _add_publish_parser(commands: Any) -> None:
+    publish = commands.add_parser(
+        "publish",
+        help="publish an event to a topic of one tenant through the work queue",
+        description="Send a `publish` message to the work queue (docs/protocol.md): the "
+        "processor delivers it to every connection of the tenant subscribed to the topic. "
+        "Targets the `streamer dev` running with --state-dir by default, a deployed stack "
+        "with --stack ENV (its workQueueUrl output, through the Pulumi CLI) or any queue "
+        "with --queue-url (AWS credentials from the usual places).",
+    )
+    publish.add_argument("--tenant", required=True, help="tenant id")
+    publish.add_argument("--topic", required=True, help="topic, e.g. prices/eur")
+    publish.add_argument(
+        "--id", default=None, help="event id (default: derived from the SQS message id)"
+    )
+    target = publish.add_mutually_exclusive_group()
+    target.add_argument("--queue-url", default=None, help="the work queue's URL")
+    target.add_argument(
+        "--stack", default=None, metavar="ENV", help="a deployed stack: dev, staging, ..."
+    )
+    publish.add_argument(
+        "--endpoint-url", default=None, help="SQS endpoint (an emulator; default: AWS's)"
+    )
+    publish.add_argument("--region", default=None, help="AWS region (default: the URL's)")
+    publish.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    publish.add_argument("data", metavar="DATA", help="the event's data as JSON; - reads stdin")
+
+
+@contextlib.asynccontextmanager
+async def _stack_state(stack: LocalStack) -> AsyncIterator[None]:
+    """Write STACK_STATE_FILE while the stack serves; removed when it stops."""
+    path = stack.config.state_dir / STACK_STATE_FILE
+    state = {
+        "pid": os.getpid(),
+        "queue_url": stack.resources.queue_url,
+        "endpoint_url": stack.aws_endpoint_url,
+        "region": stack.config.region,
+        "ws_url": stack.ws_url,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{STACK_STATE_FILE}.{os.getpid()}")
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(path)
+    except OSError as exc:
+        print(f"warning: cannot write {path} for `streamer publish`: {exc}", file=sys.stderr)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+
+
+def _running_stack(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / STACK_STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(
+            f"no running `streamer dev` found ({path} does not exist): start one, or "
+            "pass --state-dir, --queue-url or --stack"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    pid = state.get("pid")
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        raise CliError(f"the `streamer dev` that wrote {path} is no longer running") from None
+    except PermissionError:
+        pass  # alive, another user's
+    return dict(state)
+
+
+def _stack_queue_url(env: str) -> str:
+    """The deployed stack's `workQueueUrl` output, read with the Pulumi CLI."""
+    import subprocess
+
+    from .deploy import DeployError, project_dir, require_pulumi
+
+    try:
+        pulumi = require_pulumi()
+    except DeployError as exc:
+        raise CliError(f"{exc}, or pass --queue-url") from None
+    result = subprocess.run(
+        [pulumi, "stack", "output", "workQueueUrl", "--stack", env],
+        cwd=project_dir(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    url = result.stdout.strip()
+    if result.returncode != 0 or not url:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise CliError(f"cannot read workQueueUrl of stack {env!r}: {lines[-1]}")
+    return url
+
+
+def _queue_region(queue_url: str) -> str | None:
+    """`https://sqs.eu-west-1.amazonaws.com/...` names its region."""
+    match = re.match(r"https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)
+    return match.group(1) if match else None
+
+
+def _publish_message(args: argparse.Namespace) -> str:
+    """The documented `publish` message, checked here so a typo fails at the terminal."""
+    from streamer_core import ID_PATTERN, TOPIC_PATTERN
+
+    if not args.tenant or "#" in args.tenant:
+        raise CliError("--tenant must be non-empty and free of '#'")
+    if not re.fullmatch(TOPIC_PATTERN, args.topic):
+        raise CliError(f"--topic {args.topic!r} does not match {TOPIC_PATTERN}")
+    if args.id is not None and not re.fullmatch(ID_PATTERN, args.id):
+        raise CliError(f"--id {args.id!r} does not match {ID_PATTERN}")
+    text = sys.stdin.read() if args.data == "-" else args.data
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CliError(
+            f"DATA must be JSON (a string needs its quotes: '\"{text[:20]}\"')"
+        ) from None
+    body: dict[str, Any] = {
+        "kind": "publish",
+        "tenant": args.tenant,
+        "topic": args.topic,
+        "data": data,
+    }
+    if args.id is not None:
+        body["id"] = args.id
+    message = json.dumps(body, separators=(",", ":"))
+    if len(message) > _SQS_MESSAGE_LIMIT:
+        raise CliError(f"the message is {len(message)} bytes, over SQS's {_SQS_MESSAGE_LIMIT}")
+    return message
+
+
+def _publish(args: argparse.Namespace, out: TextIO) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    message = _publish_message(args)
+    client_args: dict[str, Any] = {}
+    if args.queue_url is not None:
+        queue_url = args.queue_url
+    elif args.stack is not None:
+        queue_url = _stack_queue_url(args.stack)
+    else:
+        local = _running_stack(args.state_dir)
+        queue_url = str(local["queue_url"])
+        client_args = {
+            "endpoint_url": local["endpoint_url"],
+            "region_name": local["region"],
+            # The emulator accepts any key; the user's real ones must not travel there.
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "aws_session_token": "testing",
+        }
+    if args.endpoint_url is not None:
+        client_args["endpoint_url"] = args.endpoint_url
+    region = args.region or client_args.get("region_name") or _queue_region(queue_url)
+    if region is not None:
+        client_args["region_name"] = region
+    try:
+        sqs = boto3.session.Session().client("sqs", **client_args)
+        sent = sqs.send_message(QueueUrl=queue_url, MessageBody=message)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise CliError(
+            f"SQS refused the message: {error.get('Code')}: {error.get('Message')}"
+        ) from None
+    except BotoCoreError as exc:
+        raise CliError(f"cannot send to {queue_url}: {exc}") from None
+    event_id = args.id or f"sqs-{sent['MessageId']}"
+    print(
+        f"queued event {event_id} for tenant {args.tenant!r}, topic {args.topic!r} "
+        f"(SQS message {sent['MessageId']})",
+        file=out,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `streamer` console script."""
     out = sys.stdout
@@ -374,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args, out)
         if args.command == "dev":
             return _dev(args, out)
+        if args.command == "publish":
+            return _publish(args, out)
         return _demo(args, out)
     except CliError as exc:
         print(f"streamer: error: {exc}", file=sys.stderr)
