@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,38 @@ def test_streamer_publish_without_a_running_stack_says_so(
     (tmp_path / "stack.json").write_text(json.dumps({"pid": 2**22 + 12345, "queue_url": "x"}))
     assert streamer_main(args) == 2
     assert "no longer running" in capsys.readouterr().err
+
+
+def test_streamer_publish_to_a_deployed_stack_reads_its_work_queue_output(
+    fanout_stack: LocalStack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--stack ENV` asks the Pulumi CLI for `workQueueUrl`; a stand-in CLI answers with
+    the local stack's queue, reached through --endpoint-url as AWS would be."""
+    fake = tmp_path / "pulumi"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'test "$*" = "stack output workQueueUrl --stack staging" || exit 3\n'
+        f"echo {fanout_stack.resources.queue_url}\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    async def scenario() -> None:
+        sockets = await _subscribers(fanout_stack, "acme", "deployed", 1, "dep")
+        try:
+            args = ["publish", "--stack", "staging", "--tenant", "acme", "--topic", "deployed"]
+            args += ["--endpoint-url", fanout_stack.aws_endpoint_url, '"hi"']
+            assert await asyncio.to_thread(streamer_main, args) == 0
+            assert (await _next_event(sockets[0]))["data"] == "hi"
+        finally:
+            await _close(sockets)
+
+    asyncio.run(scenario())
+    assert "queued event" in capsys.readouterr().out
+    fake.write_text("#!/bin/sh\necho 'error: no stack named staging' >&2\nexit 255\n")
+    args = ["publish", "--stack", "staging", "--tenant", "acme", "--topic", "t", "1"]
+    assert streamer_main(args) == 2
+    assert "no stack named staging" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from .dashboard import create_dashboard
 from .functions import DeployedFunction, base_environment, create_function, create_queue_trigger
 from .iam import SymbolTable
 from .kms import create_key
+from .publishers import create_publisher_policy
 from .queues import create_queues
 from .secrets import create_secrets
 from .tables import create_tables
@@ -74,6 +75,7 @@ def program() -> dict[str, pulumi.Output[Any]]:
     secrets = create_secrets(settings, key)
     tables = create_tables(settings, key)
     queues = create_queues(settings, key, processor_timeout)
+    publisher_policy = create_publisher_policy(settings, queues, key, account)
     api = create_api(settings)
 
     symbols = SymbolTable()
@@ -120,6 +122,7 @@ def program() -> dict[str, pulumi.Output[Any]]:
         **{f"{logical}TableName": table.name for logical, table in tables.items()},
         "managementEndpoint": api.management_endpoint,
         "workQueueUrl": queues.work.url,
+        "publisherPolicyArn": publisher_policy.arn,
         "deadLetterQueueUrl": queues.dead_letter.url,
         "jwtPublicKeySecretArn": secrets.public.arn,
         "kmsKeyArn": key.arn,
