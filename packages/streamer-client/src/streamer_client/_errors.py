@@ -38,6 +38,10 @@ class StreamerError(Exception):
     """Base class of every exception this package raises on purpose."""
 
 
+_BY_CODE: dict[ErrorCode, type[RemoteError]] = {}
+"""Each wire code's class, filled in as the classes below name their code."""
+
+
 class RemoteError(StreamerError):
     """The server answered with an ``error`` frame.
 
@@ -61,75 +65,48 @@ class RemoteError(StreamerError):
         self.details: dict[str, Any] = dict(details or {})
         self.request_id = request_id
 
+    def __init_subclass__(cls, *, code: ErrorCode | None = None, **kwargs: Any) -> None:
+        """A subclass named with ``code=`` is the one :func:`remote_error` raises for it."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+            _BY_CODE[code] = cls
 
-class ValidationError(RemoteError):
+
+class ValidationError(RemoteError, code=ErrorCode.VALIDATION_ERROR):
     """The server refused the frame or its payload as malformed."""
 
-    code = ErrorCode.VALIDATION_ERROR
 
-
-class UnauthorizedError(RemoteError):
+class UnauthorizedError(RemoteError, code=ErrorCode.UNAUTHORIZED):
     """The server no longer accepts the caller's credentials."""
 
-    code = ErrorCode.UNAUTHORIZED
 
-
-class ForbiddenError(RemoteError):
+class ForbiddenError(RemoteError, code=ErrorCode.FORBIDDEN):
     """The caller is known but lacks a permission the action requires."""
 
-    code = ErrorCode.FORBIDDEN
 
-
-class NotFoundError(RemoteError):
+class NotFoundError(RemoteError, code=ErrorCode.NOT_FOUND):
     """The action, topic or request does not exist for this caller."""
 
-    code = ErrorCode.NOT_FOUND
 
-
-class ConflictError(RemoteError):
+class ConflictError(RemoteError, code=ErrorCode.CONFLICT):
     """A request id was reused with a different action or payload."""
 
-    code = ErrorCode.CONFLICT
 
-
-class RateLimitedError(RemoteError):
+class RateLimitedError(RemoteError, code=ErrorCode.RATE_LIMITED):
     """The connection sent more messages than the server allows per window."""
 
-    code = ErrorCode.RATE_LIMITED
 
-
-class RemoteTimeoutError(RemoteError):
+class RemoteTimeoutError(RemoteError, code=ErrorCode.TIMEOUT):
     """The server gave up on the work; distinct from :class:`RequestTimeout`, which is local."""
 
-    code = ErrorCode.TIMEOUT
 
-
-class InternalServerError(RemoteError):
+class InternalServerError(RemoteError, code=ErrorCode.INTERNAL_ERROR):
     """The action failed on the server in a way it did not classify."""
 
-    code = ErrorCode.INTERNAL_ERROR
 
-
-class RequestCancelledError(RemoteError):
+class RequestCancelledError(RemoteError, code=ErrorCode.CANCELLED):
     """The job was cancelled before it finished (by this caller or another one)."""
-
-    code = ErrorCode.CANCELLED
-
-
-_BY_CODE: dict[ErrorCode, type[RemoteError]] = {
-    cls.code: cls
-    for cls in (
-        ValidationError,
-        UnauthorizedError,
-        ForbiddenError,
-        NotFoundError,
-        ConflictError,
-        RateLimitedError,
-        RemoteTimeoutError,
-        InternalServerError,
-        RequestCancelledError,
-    )
-}
 
 
 def remote_error(
