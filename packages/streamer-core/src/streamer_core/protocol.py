@@ -147,14 +147,18 @@ def _path_to_non_finite(value: object) -> tuple[str, ...] | None:
 _Json = Annotated[JsonValue, AfterValidator(_reject_non_finite)]
 _JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_reject_non_finite)]
 
-# Frozen so a frame cannot change between validation and sending; extra fields
-# forbidden so a misspelt field fails loudly instead of being dropped.
-_FRAME_CONFIG: Final = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+class _Frame(BaseModel):
+    """What every wire model shares.
+
+    Frozen so a frame cannot change between validation and sending; extra fields forbidden
+    so a misspelt field fails loudly instead of being dropped.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class ErrorInfo(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class ErrorInfo(_Frame):
     code: ErrorCode
     message: str
     details: _JsonObject = {}
@@ -207,24 +211,18 @@ class FrameTooLargeError(ProtocolError):
 # ---------------------------------------------------------------- client frames
 
 
-class ClientFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class ClientFrame(_Frame):
     action: str = Field(pattern=ACTION_PATTERN)
     id: str = Field(default_factory=new_request_id, pattern=ID_PATTERN)
     payload: _JsonObject = {}
     metadata: dict[str, str] = {}
 
 
-class TopicPayload(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class TopicPayload(_Frame):
     topic: str = Field(pattern=TOPIC_PATTERN)
 
 
-class RequestRefPayload(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class RequestRefPayload(_Frame):
     request_id: str = Field(pattern=ID_PATTERN)
 
 
@@ -250,18 +248,14 @@ def builtin_payload(frame: ClientFrame) -> TopicPayload | RequestRefPayload | No
 # ---------------------------------------------------------------- request state
 
 
-class ProgressState(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class ProgressState(_Frame):
     percentage: float = Field(ge=0, le=100)
     message: str | None = None
     metadata: _JsonObject = {}
     seq: int = Field(ge=0)
 
 
-class RequestSnapshot(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class RequestSnapshot(_Frame):
     request_id: str
     action: str
     status: RequestStatus
@@ -275,26 +269,26 @@ class RequestSnapshot(BaseModel):
 # ---------------------------------------------------------------- server frames
 
 
-class AcknowledgmentFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class AcknowledgmentFrame(_Frame):
     type: Literal["acknowledgment"] = "acknowledgment"
     request_id: str
     action: str
     status: RequestStatus = RequestStatus.QUEUED
 
 
-class ResponseFrame(BaseModel):
-    model_config = _FRAME_CONFIG
+class _ResultFrame(_Frame):
+    """A request's result, answered at once (`response`) or at the end of a job (`complete`)."""
 
-    type: Literal["response"] = "response"
+    type: str  # each frame narrows it to its own tag, which stays the first field on the wire
     request_id: str
     result: _Json = None
 
 
-class ProgressFrame(BaseModel):
-    model_config = _FRAME_CONFIG
+class ResponseFrame(_ResultFrame):
+    type: Literal["response"] = "response"
 
+
+class ProgressFrame(_Frame):
     type: Literal["progress"] = "progress"
     request_id: str
     percentage: float = Field(ge=0, le=100)
@@ -303,17 +297,11 @@ class ProgressFrame(BaseModel):
     seq: int = Field(ge=1)
 
 
-class CompleteFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class CompleteFrame(_ResultFrame):
     type: Literal["complete"] = "complete"
-    request_id: str
-    result: _Json = None
 
 
-class ErrorFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     request_id: str | None = None
     code: ErrorCode
@@ -321,9 +309,7 @@ class ErrorFrame(BaseModel):
     details: _JsonObject = {}
 
 
-class EventFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class EventFrame(_Frame):
     type: Literal["event"] = "event"
     topic: str
     data: _Json = None
@@ -331,33 +317,25 @@ class EventFrame(BaseModel):
     published_at: int = Field(default_factory=_now_ms)
 
 
-class SubscribedFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class SubscribedFrame(_Frame):
     type: Literal["subscribed"] = "subscribed"
     request_id: str
     topic: str
 
 
-class UnsubscribedFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class UnsubscribedFrame(_Frame):
     type: Literal["unsubscribed"] = "unsubscribed"
     request_id: str
     topic: str
 
 
-class PongFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class PongFrame(_Frame):
     type: Literal["pong"] = "pong"
     request_id: str
     server_time: int = Field(default_factory=_now_ms)
 
 
-class StatusFrame(BaseModel):
-    model_config = _FRAME_CONFIG
-
+class StatusFrame(_Frame):
     type: Literal["status"] = "status"
     request_id: str
     snapshot: RequestSnapshot
