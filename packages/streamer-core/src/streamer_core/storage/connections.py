@@ -235,45 +235,47 @@ class ConnectionStore:
         self, connection_id: str, window: int, limit: int, want: int, now: float
     ) -> dict[str, Any] | None:
         """Add ``want`` in `window`: None on success, else the item as it was ({} when absent)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(connection_id),
-                UpdateExpression="SET rate_count = rate_count + :want",
-                # Condition expressions cannot add, so the ceiling is computed here.
-                ConditionExpression=(
-                    "expires_at > :now AND rate_window = :window AND rate_count <= :ceiling"
-                ),
-                ExpressionAttributeValues={
-                    ":want": attribute_value(want),
-                    ":now": attribute_value(int(now)),
-                    ":window": attribute_value(window),
-                    ":ceiling": attribute_value(limit - want),
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            raw = rejected_item(exc)
-            return deserialize_item(raw) if raw else {}
-        return None
+        return self._update_rate(
+            connection_id,
+            "SET rate_count = rate_count + :want",
+            # Condition expressions cannot add, so the ceiling is computed here.
+            "expires_at > :now AND rate_window = :window AND rate_count <= :ceiling",
+            want=want,
+            now=int(now),
+            window=window,
+            ceiling=limit - want,
+        )
 
     def _start_window(
         self, connection_id: str, window: int, want: int, now: float
     ) -> dict[str, Any] | None:
         """Open `window` with ``want`` taken: None on success, else the item as it was."""
+        return self._update_rate(
+            connection_id,
+            "SET rate_window = :window, rate_count = :want",
+            "attribute_exists(connection_id) AND expires_at > :now"
+            " AND (attribute_not_exists(rate_window) OR rate_window < :window)",
+            want=want,
+            now=int(now),
+            window=window,
+        )
+
+    def _update_rate(
+        self, connection_id: str, update: str, condition: str, **values: int
+    ) -> dict[str, Any] | None:
+        """Apply `update` if `condition` holds, each of ``values`` bound to its ``:name``.
+
+        None on success, else the item as it was ({} when absent): the refusal hands it back,
+        so the caller decides its next step without a read.
+        """
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(connection_id),
-                UpdateExpression="SET rate_window = :window, rate_count = :want",
-                ConditionExpression=(
-                    "attribute_exists(connection_id) AND expires_at > :now"
-                    " AND (attribute_not_exists(rate_window) OR rate_window < :window)"
-                ),
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeValues={
-                    ":want": attribute_value(want),
-                    ":now": attribute_value(int(now)),
-                    ":window": attribute_value(window),
+                    f":{name}": attribute_value(value) for name, value in values.items()
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
