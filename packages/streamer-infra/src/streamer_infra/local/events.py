@@ -88,12 +88,15 @@ def _request_time(epoch_seconds: int) -> str:
 def _request_context(
     api: ApiIdentity,
     client: ClientFacts,
-    *,
     route_key: str,
     event_type: str,
-    request_id: str,
-    now_ms: int,
+    request_id: str | None,
+    now_ms: int | None,
 ) -> dict[str, Any]:
+    """The part every event shares; a new request id and the wall clock unless given."""
+    if request_id is None:
+        request_id = aws_style_id()
+    now_ms = _now_ms(now_ms)
     identity: dict[str, Any] = {"sourceIp": client.source_ip}
     if client.user_agent is not None:
         identity["userAgent"] = client.user_agent
@@ -139,14 +142,7 @@ def authorizer_event(
     ``now_ms`` (every builder takes it) stamps the event at that epoch millisecond instead of
     the wall clock, for callers that drive the handlers with a clock of their own.
     """
-    context = _request_context(
-        api,
-        client,
-        route_key="$connect",
-        event_type="CONNECT",
-        request_id=request_id,
-        now_ms=_now_ms(now_ms),
-    )
+    context = _request_context(api, client, "$connect", "CONNECT", request_id, now_ms)
     return {
         "type": "REQUEST",
         "methodArn": api.method_arn("$connect"),
@@ -159,14 +155,7 @@ def authorizer_event(
 def connect_event(
     api: ApiIdentity, client: ClientFacts, request_id: str, *, now_ms: int | None = None
 ) -> dict[str, Any]:
-    context = _request_context(
-        api,
-        client,
-        route_key="$connect",
-        event_type="CONNECT",
-        request_id=request_id,
-        now_ms=_now_ms(now_ms),
-    )
+    context = _request_context(api, client, "$connect", "CONNECT", request_id, now_ms)
     return {
         **_handshake_parts(client),
         "requestContext": _with_authorizer(context, client),
@@ -184,14 +173,7 @@ def message_event(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """A MESSAGE event; binary frames travel base64-encoded, as API Gateway passes them."""
-    context = _request_context(
-        api,
-        client,
-        route_key=route_key,
-        event_type="MESSAGE",
-        request_id=aws_style_id() if request_id is None else request_id,
-        now_ms=_now_ms(now_ms),
-    )
+    context = _request_context(api, client, route_key, "MESSAGE", request_id, now_ms)
     context["messageId"] = aws_style_id()
     if isinstance(body, bytes):
         text, encoded = base64.b64encode(body).decode("ascii"), True
@@ -213,14 +195,7 @@ def disconnect_event(
     now_ms: int | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    context = _request_context(
-        api,
-        client,
-        route_key="$disconnect",
-        event_type="DISCONNECT",
-        request_id=aws_style_id() if request_id is None else request_id,
-        now_ms=_now_ms(now_ms),
-    )
+    context = _request_context(api, client, "$disconnect", "DISCONNECT", request_id, now_ms)
     context["disconnectStatusCode"] = status_code
     context["disconnectReason"] = reason
     headers = {"Host": api.domain_name, "X-Forwarded-For": client.source_ip}
