@@ -6,6 +6,7 @@ Lambda and SQS metrics from AWS. Missing data is "not breaching": a quiet stack 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -80,90 +81,69 @@ def create_alarms(
     """Every alarm notifies the topic when there is one; otherwise the alarms still show state
     in the console and on the dashboard."""
     thresholds = settings.alarms
-    actions: list[pulumi.Input[str]] = [topic.arn] if topic is not None else []
-    service = settings.metric_dimensions
+    alarm = functools.partial(_alarm, settings, actions=[topic.arn] if topic is not None else [])
+    custom = functools.partial(
+        alarm, namespace=METRICS_NAMESPACE, dimensions=settings.metric_dimensions
+    )
     alarms = [
-        _alarm(
-            settings,
+        custom(
             "auth-failures",
             "Many refused connections: leaked or expired tokens, or someone guessing.",
-            namespace=METRICS_NAMESPACE,
             metric="AuthFailures",
-            dimensions=service,
             threshold=thresholds.auth_failures,
-            actions=actions,
         ),
-        _alarm(
-            settings,
+        custom(
             "message-failures",
             "Messages answered with an error (validation, handler failures, rejected work).",
-            namespace=METRICS_NAMESPACE,
             metric="MessageFailures",
-            dimensions=service,
             threshold=thresholds.message_failures,
-            actions=actions,
         ),
-        _alarm(
-            settings,
+        custom(
             "processing-latency",
             "p99 time to run queued work is high for 15 minutes.",
-            namespace=METRICS_NAMESPACE,
             metric="ProcessingLatency",
-            dimensions=service,
             threshold=thresholds.processing_latency_p99_ms,
-            actions=actions,
             statistic=None,
             extended_statistic="p99",
             evaluation_periods=3,
         ),
-        _alarm(
-            settings,
+        alarm(
             "dead-letter-messages",
             "Work ended in the dead-letter queue: a request failed every attempt.",
             namespace="AWS/SQS",
             metric="ApproximateNumberOfMessagesVisible",
             dimensions={"QueueName": dead_letter_queue_name},
             threshold=thresholds.dead_letter_messages,
-            actions=actions,
             statistic="Maximum",
             comparison="GreaterThanOrEqualToThreshold",
         ),
     ]
     concurrency_threshold = math.ceil(settings.reserved_concurrency * thresholds.concurrency_ratio)
     for deployed in functions:
-        by_function = {"FunctionName": deployed.function.name}
+        name = deployed.name
+        lambda_alarm = functools.partial(
+            alarm, namespace="AWS/Lambda", dimensions={"FunctionName": deployed.function.name}
+        )
         alarms += [
-            _alarm(
-                settings,
-                f"{deployed.name}-errors",
-                f"The {deployed.name} function is failing invocations.",
-                namespace="AWS/Lambda",
+            lambda_alarm(
+                f"{name}-errors",
+                f"The {name} function is failing invocations.",
                 metric="Errors",
-                dimensions=by_function,
                 threshold=thresholds.lambda_errors,
-                actions=actions,
             ),
-            _alarm(
-                settings,
-                f"{deployed.name}-throttles",
-                f"The {deployed.name} function hit its reserved concurrency.",
-                namespace="AWS/Lambda",
+            lambda_alarm(
+                f"{name}-throttles",
+                f"The {name} function hit its reserved concurrency.",
                 metric="Throttles",
-                dimensions=by_function,
                 threshold=thresholds.lambda_throttles,
-                actions=actions,
                 comparison="GreaterThanOrEqualToThreshold",
             ),
-            _alarm(
-                settings,
-                f"{deployed.name}-concurrency",
-                f"The {deployed.name} function is near its reserved concurrency "
+            lambda_alarm(
+                f"{name}-concurrency",
+                f"The {name} function is near its reserved concurrency "
                 f"({settings.reserved_concurrency}).",
-                namespace="AWS/Lambda",
                 metric="ConcurrentExecutions",
-                dimensions=by_function,
                 threshold=concurrency_threshold,
-                actions=actions,
                 statistic="Maximum",
                 comparison="GreaterThanOrEqualToThreshold",
             ),
