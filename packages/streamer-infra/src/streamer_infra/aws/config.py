@@ -46,24 +46,10 @@ class EnvironmentProfile:
     alarms: AlarmThresholds
 
 
-_STRICT_ALARMS = AlarmThresholds(
-    auth_failures=50,
-    message_failures=25,
-    processing_latency_p99_ms=60_000,
-    lambda_errors=5,
-    lambda_throttles=1,
-    concurrency_ratio=0.8,
-    dead_letter_messages=1,
-)
-_DEV_ALARMS = AlarmThresholds(
-    auth_failures=100,
-    message_failures=50,
-    processing_latency_p99_ms=120_000,
-    lambda_errors=10,
-    lambda_throttles=5,
-    concurrency_ratio=0.9,
-    dead_letter_messages=1,
-)
+# Fields in order: auth failures, message failures, p99 processing latency (ms), Lambda
+# errors, Lambda throttles, concurrency ratio, dead-letter messages.
+_STRICT_ALARMS = AlarmThresholds(50, 25, 60_000, 5, 1, 0.8, 1)
+_DEV_ALARMS = AlarmThresholds(100, 50, 120_000, 10, 5, 0.9, 1)
 
 PROFILES: dict[str, EnvironmentProfile] = {
     "dev": EnvironmentProfile(10, 7, "DEBUG", 100.0, 200, _DEV_ALARMS),
