@@ -188,10 +188,11 @@ def make_read_only(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(dest: Path) -> Iterator[None]:
-    """One process at a time makes a twin in `dest`; the others then find it made."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with (dest.parent / f".{dest.name}.lock").open("w") as lock:
+def locked(path: Path) -> Iterator[None]:
+    """One process at a time makes `path` (a lock file beside it); the others, let in after,
+    find it made and current instead of making it again under each other's feet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / f".{path.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -298,7 +299,7 @@ def prepare_twin(archive: Path, dest: Path) -> Twin:
     python, is_lambdas = twin_python()
     dest = dest.resolve()
     task_root, runtime_dir, stamp_path = dest / TASK_DIR, dest / RUNTIME_DIR, dest / STAMP_NAME
-    with _locked(dest):
+    with locked(dest):
         dest.mkdir(parents=True, exist_ok=True)
         stamp = _read_stamp(stamp_path)
         wanted = {"archive_sha256": file_sha256(archive), "runtime": _runtime_key(python)}

@@ -30,8 +30,6 @@ reuses such an archive while its inputs are unchanged.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -45,7 +43,7 @@ import sys
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -56,6 +54,7 @@ from .archive_twin import (
     PROVIDED_BY_RUNTIME,
     file_sha256,
     lambda_python,
+    locked,
     normalize,
 )
 
@@ -618,19 +617,6 @@ def _plan(platform: Platform, output_dir: Path | None, extra_sources: Sequence[P
     return _Plan(target, archive, sources, requirements, constraints, inputs)
 
 
-@contextlib.contextmanager
-def _locked(archive: Path) -> Iterator[None]:
-    """One build of an archive at a time (a test, a benchmark and `streamer dev` may all
-    ask for the host archive at once); a waiter then finds it current."""
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with (archive.parent / f".{archive.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _run_plan(plan: _Plan) -> Artifact:
     target = plan.target
     with tempfile.TemporaryDirectory(prefix="streamer-lambda-") as temp:
@@ -696,7 +682,7 @@ def build(
     archive. A fingerprint of the inputs is written next to the archive for `ensure_archive`.
     """
     plan = _plan(platform, output_dir, extra_sources)
-    with _locked(plan.archive):
+    with locked(plan.archive):
         return _run_plan(plan)
 
 
@@ -713,7 +699,8 @@ def ensure_archive(
     rules. Reuse costs reading and hashing the sources and the archive.
     """
     plan = _plan(platform, output_dir, extra_sources)
-    with _locked(plan.archive):
+    # A test, a benchmark and `streamer dev` may all ask for the host archive at once.
+    with locked(plan.archive):
         existing = _reusable(plan)
         if existing is not None:
             return existing
