@@ -52,6 +52,14 @@ EXIT_CONNECTION = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
 
+# How a failure on this side is reported: the first class it is an instance of decides.
+_FAILURES: tuple[tuple[type[StreamerError], str, int], ...] = (
+    (InvalidRequest, "usage error", EXIT_USAGE),
+    (RequestTimeout, "timeout", EXIT_TIMEOUT),
+    (ConnectionFailed, "connection error", EXIT_CONNECTION),
+    (StreamerError, "error", EXIT_REMOTE),
+)
+
 # A command-line run should end rather than wait forever for a server that went away.
 _CLI_RECONNECT_ATTEMPTS = 5
 _BAR_WIDTH = 30
@@ -121,23 +129,15 @@ def _run(args: argparse.Namespace, payload: dict[str, Any] | None) -> int:
         if args.command == "request":
             return asyncio.run(_request(args, payload))
         return asyncio.run(_subscribe(args))
-    except InvalidRequest as exc:
-        _fail(f"usage error: {exc}")
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except RemoteError as exc:
         _fail(f"error: {exc.code}: {exc.message}{_details(exc.details)}")
         return EXIT_REMOTE
-    except RequestTimeout as exc:
-        _fail(f"timeout: {exc}")
-        return EXIT_TIMEOUT
-    except ConnectionFailed as exc:
-        _fail(f"connection error: {exc}")
-        return EXIT_CONNECTION
     except StreamerError as exc:
-        _fail(f"error: {exc}")
-        return EXIT_REMOTE
+        what, code = next((what, code) for kind, what, code in _FAILURES if isinstance(exc, kind))
+        _fail(f"{what}: {exc}")
+        return code
     except Exception as exc:
         if args.verbose:
             traceback.print_exc()
