@@ -292,9 +292,8 @@ class StreamerClient:
         since the server may have run it, unless the client was built with
         ``resend_unanswered=True``; once acknowledged, an asynchronous job survives any drop.
         """
-        deadline = timeout if timeout is not None else self._request_timeout
+        deadline, scope = self._time_limit(timeout)
         job: Job | None = None
-        scope = asyncio.timeout(deadline)
         try:
             async with scope:
                 job = await self._start(action, payload, metadata, request_id)
@@ -328,9 +327,8 @@ class StreamerClient:
         A refusal raises here, and so does a connection lost before either arrived (see
         :meth:`request`).
         """
-        deadline = timeout if timeout is not None else self._request_timeout
+        deadline, scope = self._time_limit(timeout)
         job: Job | None = None
-        scope = asyncio.timeout(deadline)
         try:
             async with scope:
                 job = await self._start(action, payload, metadata, request_id)
@@ -349,6 +347,12 @@ class StreamerClient:
                 raise RequestTimeout(f"{action}: not accepted after {deadline} s") from None
             raise
         return job
+
+    def _time_limit(self, timeout: float | None) -> tuple[float | None, asyncio.Timeout]:
+        """A call's ``timeout``, else the client's ``request_timeout``: the seconds (which the
+        error names) and the scope that enforces them."""
+        seconds = timeout if timeout is not None else self._request_timeout
+        return seconds, asyncio.timeout(seconds)
 
     @asynccontextmanager
     async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
