@@ -14,8 +14,10 @@ import {
   StreamerClient,
 } from "../dist/index.js";
 import {
+  acceptedJob,
   ack,
   complete,
+  completedWhenAsked,
   error,
   event,
   eventually,
@@ -25,6 +27,7 @@ import {
   recordingLogger,
   response,
   status,
+  statusQueryAfterDrop,
   subscribed,
   unsubscribed,
   within,
@@ -101,18 +104,11 @@ test("topics are subscribed again after a reconnect and keep delivering", () =>
 
 test("an accepted job is re-attached with status and resumes its progress without repeats", () =>
   withServer(async (server, makeClient) => {
-    const client = makeClient();
-    const submitted = client.submit("generate_report");
-    const first = await server.connection(1);
-    const frame = await first.recvAction("generate_report");
-    first.send(ack(frame.id));
-    const job = await within(submitted);
+    const { job, first } = await acceptedJob(server, makeClient());
     first.send(progress(job.id, 1, 25));
     await eventually(() => job.latestProgress?.seq === 1, "the first progress");
-    await first.drop();
 
-    const second = await server.connection(2);
-    const query = await second.recvAction("status");
+    const { second, query } = await statusQueryAfterDrop(server, first);
     assert.deepEqual(query.payload, { request_id: job.id });
     second.send(status(query.id, job.id, "PROCESSING", { progress: progressState(2, 50) }));
     second.send(progress(job.id, 2, 50));
@@ -129,17 +125,11 @@ test("an accepted job is re-attached with status and resumes its progress withou
 
 test("a snapshot older than the progress already delivered is not delivered again", () =>
   withServer(async (server, makeClient) => {
-    const client = makeClient();
-    const submitted = client.submit("generate_report");
-    const first = await server.connection(1);
-    first.send(ack((await first.recvAction("generate_report")).id));
-    const job = await within(submitted);
+    const { job, first } = await acceptedJob(server, makeClient());
     first.send(progress(job.id, 1, 10));
     first.send(progress(job.id, 2, 20));
     await eventually(() => job.latestProgress?.seq === 2, "two updates");
-    await first.drop();
-    const second = await server.connection(2);
-    const query = await second.recvAction("status");
+    const { second, query } = await statusQueryAfterDrop(server, first);
     // The stored state lags behind what the socket already delivered.
     second.send(status(query.id, job.id, "PROCESSING", { progress: progressState(1, 10) }));
     second.send(progress(job.id, 3, 30));
@@ -151,14 +141,8 @@ test("a snapshot older than the progress already delivered is not delivered agai
 
 test("a job that completed while disconnected is resolved once, from its status", () =>
   withServer(async (server, makeClient) => {
-    const client = makeClient();
-    const submitted = client.submit("generate_report");
-    const first = await server.connection(1);
-    first.send(ack((await first.recvAction("generate_report")).id));
-    const job = await within(submitted);
-    await first.drop();
-    const second = await server.connection(2);
-    const query = await second.recvAction("status");
+    const { job, first } = await acceptedJob(server, makeClient());
+    const { second, query } = await statusQueryAfterDrop(server, first);
     second.send(status(query.id, job.id, "COMPLETED", { progress: progressState(4, 100), result: { rows: 40 } }));
     // The final frame sent to the lost socket may be replayed: it changes nothing now.
     second.send(complete(job.id, { rows: "twice" }));
@@ -168,28 +152,16 @@ test("a job that completed while disconnected is resolved once, from its status"
 
 test("a job the server no longer knows fails with NOT_FOUND after a reconnect", () =>
   withServer(async (server, makeClient) => {
-    const client = makeClient();
-    const submitted = client.submit("generate_report");
-    const first = await server.connection(1);
-    first.send(ack((await first.recvAction("generate_report")).id));
-    const job = await within(submitted);
-    await first.drop();
-    const second = await server.connection(2);
-    const query = await second.recvAction("status");
+    const { job, first } = await acceptedJob(server, makeClient());
+    const { second, query } = await statusQueryAfterDrop(server, first);
     second.send(error(query.id, "NOT_FOUND", "no such request"));
     await assert.rejects(within(job.result), NotFoundError);
   }));
 
 test("a transient refusal of a status query is asked again", () =>
   withServer(async (server, makeClient) => {
-    const client = makeClient();
-    const submitted = client.submit("generate_report");
-    const first = await server.connection(1);
-    first.send(ack((await first.recvAction("generate_report")).id));
-    const job = await within(submitted);
-    await first.drop();
-    const second = await server.connection(2);
-    const query = await second.recvAction("status");
+    const { job, first } = await acceptedJob(server, makeClient());
+    const { second, query } = await statusQueryAfterDrop(server, first);
     second.send(error(query.id, "INTERNAL_ERROR", "storage hiccup"));
     const again = await second.recvAction("status");
     assert.equal(again.id, query.id);
@@ -412,10 +384,7 @@ test("an unanswered heartbeat reconnects", () =>
 
 test("a job whose final frame was lost is recovered by polling its status", () =>
   withServer(async (server, makeClient) => {
-    server.onFrame = (conn, frame) => {
-      if (frame.action === "generate_report") conn.send(ack(frame.id));
-      if (frame.action === "status") conn.send(status(frame.id, frame.payload.request_id, "COMPLETED", { result: "polled" }));
-    };
+    server.onFrame = completedWhenAsked("polled");
     const client = makeClient({ heartbeatInterval: 10 });
     const job = await within(client.submit("generate_report"));
     assert.equal(await within(job.result), "polled");
@@ -469,10 +438,7 @@ test("refused restore frames are sent again after a backoff", () =>
 
 test("the connection is renewed before its age limit without losing the job", () =>
   withServer(async (server, makeClient) => {
-    server.onFrame = (conn, frame) => {
-      if (frame.action === "generate_report") conn.send(ack(frame.id));
-      if (frame.action === "status") conn.send(status(frame.id, frame.payload.request_id, "COMPLETED", { result: "renewed" }));
-    };
+    server.onFrame = completedWhenAsked("renewed");
     const client = makeClient({ maxConnectionAge: 30 });
     const job = await within(client.submit("generate_report"));
     assert.equal(await within(job.result), "renewed");

@@ -27,6 +27,7 @@ import {
   progress,
   progressState,
   recordingLogger,
+  requestOnTheWire,
   response,
   status,
   within,
@@ -415,10 +416,7 @@ test("job.status() asks the server and applies what it says", () =>
 test("malformed frames are skipped with a warning and the connection carries on", () =>
   withServer(async (server, makeClient) => {
     const { logger, lines } = recordingLogger();
-    const client = makeClient({ logger });
-    const pending = client.request("echo");
-    const conn = await server.connection(1);
-    const frame = await conn.recvAction("echo");
+    const { pending, conn, frame } = await requestOnTheWire(server, makeClient({ logger }));
     const garbage = [
       "not json",
       "[1, 2]",
@@ -441,10 +439,7 @@ test("malformed frames are skipped with a warning and the connection carries on"
 test("an error frame without a request id is reported and changes nothing", () =>
   withServer(async (server, makeClient) => {
     const { logger, lines } = recordingLogger();
-    const client = makeClient({ logger });
-    const pending = client.request("echo");
-    const conn = await server.connection(1);
-    const frame = await conn.recvAction("echo");
+    const { pending, conn, frame } = await requestOnTheWire(server, makeClient({ logger }));
     conn.send(error(null, "VALIDATION_ERROR", "frame is not valid JSON"));
     conn.send(response(frame.id, "ok"));
     assert.equal(await within(pending), "ok");

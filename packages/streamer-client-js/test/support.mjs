@@ -217,6 +217,34 @@ export async function withServer(body) {
   if (server.errors.length > 0) throw server.errors[0];
 }
 
+/** Submit `action` and acknowledge it on the first connection: the job, and that connection. */
+export async function acceptedJob(server, client, action = "generate_report") {
+  const submitted = client.submit(action);
+  const first = await server.connection(1);
+  first.send(ack((await first.recvAction(action)).id, action));
+  return { job: await within(submitted), first };
+}
+
+/** Drop `connection`: the one the client reconnects on, and the status query it sends there. */
+export async function statusQueryAfterDrop(server, connection) {
+  await connection.drop();
+  const next = await server.connection(connection.index + 1);
+  return { second: next, query: await next.recvAction("status") };
+}
+
+/** A script that accepts `generate_report` jobs and, asked for one's status, says it COMPLETED with `result`. */
+export const completedWhenAsked = (result) => (conn, frame) => {
+  if (frame.action === "generate_report") conn.send(ack(frame.id));
+  if (frame.action === "status") conn.send(status(frame.id, frame.payload.request_id, "COMPLETED", { result }));
+};
+
+/** Send `action` from `client` and wait for its frame on the first connection, unanswered. */
+export async function requestOnTheWire(server, client, action = "echo") {
+  const pending = client.request(action);
+  const conn = await server.connection(1);
+  return { pending, conn, frame: await conn.recvAction(action) };
+}
+
 // ---------------------------------------------------------------- server frames
 
 export const ack = (requestId, action = "generate_report", status = "QUEUED") => ({
