@@ -44,6 +44,12 @@ PROGRESS_STEPS = 10
 SUBSCRIPTIONS_ON_DISCONNECT = 10
 FAN_OUTS = (1, 100, 10_000)
 PAGE = 1000  # streamer_core.storage.subscriptions.FULL_READ_PAGE_SIZE
+DIRECT_MAX = 1000  # the fan-out's defaults (streamer_handlers._delivery.sharding)
+SHARD_SIZE = 100
+SENDS_PER_SECOND = 50.0
+"""Posts per second per processor invocation: what prices a sharded fan-out's Lambda time.
+The run itself lifts the pacing (counts do not depend on it)."""
+SENDER_THREADS = 32  # ManagementSender's pool
 HEARTBEAT_S = 240.0  # streamer_client's DEFAULT_HEARTBEAT_INTERVAL
 RECONNECT_S = 2 * 3600.0 - 300.0  # streamer_client's DEFAULT_MAX_CONNECTION_AGE
 MONTH_MINUTES = 30 * 24 * 60
@@ -216,6 +222,8 @@ class Driver:
         self.esm_sqs = esm_sqs
         """Lambda's poller: its requests are counted apart from the handlers'."""
         self.esm.watch(self.esm_sqs)
+        self.probe: Any = None
+        """An SQS client nobody counts, to see whether the queue is empty."""
         self.cpu = 0.0
         self.authorizer_cpu = 0.0
 
@@ -293,15 +301,26 @@ class Driver:
         )
         self._invoke("disconnect", disconnect.handler, event)
 
-    def run_queue(self) -> dict[str, Any]:
-        """One poll of the event source mapping: receive, invoke, delete what succeeded."""
+    def queued(self) -> int:
+        """Messages on the work queue, visible or not (not counted: the benchmark's own)."""
+        attributes = self.probe.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+    def run_queue(self, batch_size: int = 1) -> dict[str, Any]:
+        """One poll of the event source mapping: receive, invoke, delete what succeeded.
+
+        Jobs are received one per batch: each job's counts are its own (and SQS's the most
+        per job). Fan-out shards come ten to a batch, as the deployment's mapping takes them.
+        """
         from streamer_handlers.functions import processor
         from streamer_infra.local import sqs as local_sqs
 
         received = self.esm_sqs.receive_message(
             QueueUrl=self.queue_url,
-            # One job per batch: each job's counts are its own (and SQS's the most per job).
-            MaxNumberOfMessages=1,
+            MaxNumberOfMessages=batch_size,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -577,6 +596,9 @@ def _refusals(driver: Driver, clock: WindowClock) -> list[Op]:
 
 
 def _fan_outs(driver: Driver, config: RunConfig) -> list[Op]:
+    """Publishes to 1, 100 and 10,000 subscribers. The first two are sent by the publisher;
+    10,000 is above the direct limit: the publisher queues shards of 100, which the
+    processor then sends, ten shards to an invocation."""
     from streamer_handlers import publish
 
     ops = []
@@ -602,21 +624,47 @@ def _fan_outs(driver: Driver, config: RunConfig) -> list[Op]:
         ]
         for start in range(0, n, 25):
             setup.batch_write_item(RequestItems={table: items[start : start + 25]})
+        if n > DIRECT_MAX:
+            # A job the status measurements left queued must not land among the shards.
+            driver.probe.purge_queue(QueueUrl=driver.queue_url)
         with _measured(driver) as read:
             started = time.process_time()
             report = publish(TENANT, topic, {"n": n}, runtime=driver.runtime)
             driver.cpu += time.process_time() - started
-        counts, cpu = read()
-        if len(report.delivered) != n:
-            raise RuntimeError(f"publish to {n} delivered {len(report.delivered)}")
+        published, publisher_cpu = read()
+        if n <= DIRECT_MAX:
+            if len(report.delivered) != n:
+                raise RuntimeError(f"publish to {n} delivered {len(report.delivered)}")
+            note = "sent by the publisher: one query, then the posts"
+            ops.append(Op(f"publish to {n:,}", published, publisher_cpu, note=note))
+            continue
+        if report.queued != n:
+            raise RuntimeError(f"publish to {n} queued {report.queued}")
+        esm_before = driver.esm.snapshot()
+        with _measured(driver) as read:
+            batches = 0
+            while driver.queued():
+                response = driver.run_queue(batch_size=10)
+                batches += 1
+                if response.get("batchItemFailures"):
+                    raise RuntimeError(f"processor answered {response}")
+        sent, shards_cpu = read()
+        esm = driver.esm.snapshot() - esm_before
+        if sent.posts != n:
+            raise RuntimeError(f"the shards of a publish to {n} made {sent.posts} posts")
         ops.append(
             Op(
                 f"publish to {n:,}",
-                counts,
-                cpu,
-                note=f"page {PAGE}: {math.ceil(n / PAGE)} queries",
+                published + sent,
+                publisher_cpu + shards_cpu,
+                note=f"{report.shards} shards of {SHARD_SIZE}: the publisher's "
+                f"{published.describe()}; the processor's {sent.describe()}; "
+                f"a shard reads its own range (it is not trusted to name connections)",
             )
         )
+        ops.append(Op("sharded publish, the publisher", published, publisher_cpu))
+        ops.append(Op("sharded publish, the shards", sent, shards_cpu))
+        ops.append(Op("sharded publish, event source mapping", esm, 0.0))
     return ops
 
 
@@ -668,19 +716,46 @@ def _prices(ops: dict[str, Op], memory_mb: int = prices.MEMORY_MB) -> dict[str, 
         "sqs": 1000 * (submit_requests["sqs"] + esm.counts.service("sqs")) * p("sqs_request"),
     }
 
-    # One million fan-out deliveries, as publishes to 10,000 subscribers from a function.
-    wide = ops[f"publish to {FAN_OUTS[-1]:,}"]
-    publishes = 1e6 / FAN_OUTS[-1]
-    queries = wide.counts.service("dynamodb")
-    # One Python process: at most one vCPU of work at a time, whatever the threads.
-    cpu_bound = wide.cpu_ms * prices.slowdown(memory_mb)
-    latency_bound = FAN_OUTS[-1] / 32 * prices.ROUND_TRIP_MS[MANAGEMENT]  # 32 senders
-    queries_ms = queries * prices.ROUND_TRIP_MS["dynamodb"]
-    fan_ms = prices.billed_ms(0.0, max(cpu_bound, latency_bound) + queries_ms, memory_mb)
+    # One million fan-out deliveries, as publishes to 10,000 subscribers: the publishing
+    # function queues shards, processor invocations of ten shards send them, paced.
+    n = FAN_OUTS[-1]
+    publishes = 1e6 / n
+    shards = math.ceil(n / SHARD_SIZE)
+    invocations = math.ceil(shards / 10)
+    publisher = ops["sharded publish, the publisher"]
+    sent = ops["sharded publish, the shards"]
+    esm = ops["sharded publish, event source mapping"]
+    publisher_ms = prices.billed_ms(
+        publisher.cpu_ms,
+        prices.wait_ms(
+            {
+                "dynamodb": publisher.counts.service("dynamodb"),
+                "sqs": publisher.counts.service("sqs"),
+            }
+        ),
+        memory_mb,
+    )
+    posts = n / invocations
+    cpu_bound = sent.cpu_ms / invocations * prices.slowdown(memory_mb)
+    latency_bound = posts / SENDER_THREADS * prices.ROUND_TRIP_MS[MANAGEMENT]
+    paced = posts / SENDS_PER_SECOND * 1000
+    shard_queries_ms = shards / invocations * prices.ROUND_TRIP_MS["dynamodb"]
+    invocation_ms = prices.billed_ms(
+        0.0, max(cpu_bound, latency_bound, paced) + shard_queries_ms, memory_mb
+    )
     out["1M fan-out deliveries"] = {
-        "lambda": prices.lambda_usd(publishes, fan_ms, memory_mb),
+        "lambda": prices.lambda_usd(publishes, publisher_ms, memory_mb)
+        + prices.lambda_usd(publishes * invocations, invocation_ms, memory_mb),
         "api_gateway": 1e6 * p("websocket_message"),
-        "dynamodb": publishes * queries * prices.query_read_units(PAGE) * p("dynamodb_read_unit"),
+        "dynamodb": publishes
+        * (
+            math.ceil(n / PAGE) * prices.query_read_units(PAGE)
+            + shards * prices.query_read_units(SHARD_SIZE)
+        )
+        * p("dynamodb_read_unit"),
+        "sqs": publishes
+        * (publisher.counts.service("sqs") + esm.counts.service("sqs"))
+        * p("sqs_request"),
     }
 
     # One connection held for a month by the Python client: heartbeats and reconnects.
@@ -743,9 +818,11 @@ def _request_rows(op: Op) -> list[Result]:
                 target=Target(1, on="value"),
             ),
         ]
+    if op.name.startswith("sharded publish,"):
+        return []  # its parts, for the price model; the rows are "publish to 10,000"
     if op.name.startswith("publish to "):
         n = int(op.name.removeprefix("publish to ").replace(",", ""))
-        return [
+        rows = [
             Result(
                 NAME,
                 f"{op.name}: DynamoDB queries",
@@ -763,6 +840,17 @@ def _request_rows(op: Op) -> list[Result]:
                 target=Target(n, on="value"),
             ),
         ]
+        if counts.service("sqs"):
+            rows.append(
+                Result(
+                    NAME,
+                    f"{op.name}: SQS requests (shards, ten to a batch)",
+                    "requests",
+                    [float(counts.service("sqs"))],
+                    note=f"{counts[('sqs', 'SendMessageBatch')]} SendMessageBatch",
+                )
+            )
+        return rows
     target = None if op.target is None else Target(op.target, on="value")
     return [
         Result(
@@ -834,9 +922,13 @@ async def _measure(config: RunConfig) -> list[Result]:
             "STREAMER_APP": "benchmarks.aws_requests:app",
             "STREAMER_RATE_LIMIT": str(RATE_LIMIT),
             "STREAMER_PROGRESS_PER_SECOND": "1000",
+            # Pacing changes how long shards take, never what they request: lifted here,
+            # priced in the model (SENDS_PER_SECOND).
+            "STREAMER_FANOUT_SENDS_PER_SECOND": "1000000000",
         }
         # Made before the handlers' clients are hooked: the poller's requests are its own.
         esm_sqs = aws.client("sqs", endpoint)
+        probe = aws.client("sqs", endpoint)
         with _environment(env), COUNTER.new_sessions(), _quiet_stdout():
             from streamer_handlers.deployment import (
                 Runtime,
@@ -856,6 +948,7 @@ async def _measure(config: RunConfig) -> list[Result]:
             COUNTER.watch(runtime.dynamodb, runtime.sqs, sender.client)
             try:
                 driver = Driver(runtime, issuer, queue_arn, queue_url, esm_sqs)
+                driver.probe = probe
                 ops = _operations(driver, clock, config)
             finally:
                 COUNTER.unwatch(runtime.dynamodb, runtime.sqs, sender.client)
