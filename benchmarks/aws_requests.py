@@ -207,7 +207,7 @@ class Driver:
     def __init__(
         self, runtime: Any, issuer: Any, queue_arn: str, queue_url: str, esm_sqs: Any
     ) -> None:
-        from streamer_infra.local import events as local_events
+        from streamer_infra.local import _events as local_events
 
         from benchmarks import events
 
@@ -316,7 +316,7 @@ class Driver:
         per job). Fan-out shards come ten to a batch, as the deployment's mapping takes them.
         """
         from streamer_handlers.functions import processor
-        from streamer_infra.local import sqs as local_sqs
+        from streamer_infra.local import _sqs as local_sqs
 
         received = self.esm_sqs.receive_message(
             QueueUrl=self.queue_url,
@@ -965,7 +965,7 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def run(config: RunConfig) -> list[Result]:
-    for module in ("streamer_handlers.functions.processor", "streamer_infra.local.events"):
+    for module in ("streamer_handlers.functions.processor", "streamer_infra.local._events"):
         if not module_exists(module):
             raise Unavailable(f"{module} does not exist yet")
     return asyncio.run(_measure(config))

@@ -46,8 +46,8 @@ from streamer_infra.archive_twin import (
     twin_sys_path,
 )
 from streamer_infra.build import BuildError, ensure_archive
-from streamer_infra.local.invoker import LocalFunction
-from streamer_infra.local.processes import ArchiveRuntime, lambda_variables, trace_header
+from streamer_infra.local._invoker import LocalFunction
+from streamer_infra.local._processes import ArchiveRuntime, lambda_variables, trace_header
 
 from benchmarks import aws, events
 from benchmarks.harness import Result, RunConfig, Target, Unavailable, module_exists

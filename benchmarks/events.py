@@ -1,6 +1,6 @@
 """API Gateway WebSocket, SQS and Lambda-context shapes for calling the handlers directly.
 
-The WebSocket events and the context are the local gateway's own (`streamer_infra.local.events`).
+The WebSocket events and the context are the local gateway's own (`streamer_infra.local._events`).
 They follow AWS's documented proxy events so the handlers do the same work they do on AWS.
 Everything here is plain data (dicts of str/int/bool/None) so a cold-start child process can
 receive an event as a Python literal without importing `json` before its clock starts.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streamer_infra.local import events as local_events
-from streamer_infra.local import sqs as local_sqs
+from streamer_infra.local import _events as local_events
+from streamer_infra.local import _sqs as local_sqs
 
 API_ID = "benchapi01"
 STAGE = "bench"

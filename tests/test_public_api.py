@@ -13,6 +13,34 @@ import pkgutil
 import pytest
 
 PUBLIC_NAMES: dict[str, list[str]] = {
+    "streamer_infra": [],
+    "streamer_infra.local": [
+        "AwsEmulator",
+        "BackgroundStack",
+        "DEV_ISSUER",
+        "DevKeys",
+        "FunctionSpecLike",
+        "Gateway",
+        "GatewayCounters",
+        "GatewayLimits",
+        "Invocation",
+        "Invoker",
+        "LiveConnection",
+        "LocalFunction",
+        "LocalStack",
+        "LocalStackConfig",
+        "ProcessInvoker",
+        "Provisioned",
+        "Route",
+        "RouteTable",
+        "StackAlreadyRunningError",
+        "ThreadInvoker",
+        "TraceSegment",
+        "XRaySink",
+        "keys_from_files",
+        "load_or_create_keys",
+        "shared_emulator",
+    ],
     "streamer_core": [
         "ACTION_PATTERN",
         "AcknowledgmentFrame",
@@ -181,6 +209,8 @@ PUBLIC_MODULES: dict[str, list[str]] = {
     "streamer_handlers": ["demo", "deployment", "functions", "testing"],
     "streamer_handlers.functions": ["connect", "disconnect", "processor", "router"],
     "streamer_client": ["cli", "sync", "testing"],
+    "streamer_infra": ["archive_twin", "aws", "build", "cli", "deploy", "local"],
+    "streamer_infra.local": [],
 }
 
 

@@ -40,10 +40,10 @@ from e2e_support import (
 )
 from streamer_core.auth import TokenIssuer, generate_key_pair
 from streamer_infra.local import DEV_ISSUER, BackgroundStack, DevKeys, LocalStack
-from streamer_infra.local.console import console_enabled, is_loopback
-from streamer_infra.local.console_recorder import Recorder, RecordingInvoker
-from streamer_infra.local.invoker import LocalFunction, ThreadInvoker
-from streamer_infra.local.processes import ArchiveRuntime, ProcessInvoker
+from streamer_infra.local._console import console_enabled, is_loopback
+from streamer_infra.local._console_recorder import Recorder, RecordingInvoker
+from streamer_infra.local._invoker import LocalFunction, ThreadInvoker
+from streamer_infra.local._processes import ArchiveRuntime, ProcessInvoker
 from websockets.exceptions import InvalidStatus
 
 TENANT = "acme"

@@ -17,7 +17,7 @@ from e2e_support import connection_ids, open_ws, receive, receive_for, send, sta
 from streamer_handlers import publish
 from streamer_handlers.deployment import ManagementSender, get_runtime
 from streamer_infra.local import BackgroundStack, DevKeys, LocalStack
-from streamer_infra.local.direct_sender import GatewaySender
+from streamer_infra.local._direct_sender import GatewaySender
 
 
 @pytest.fixture(scope="module", params=["direct", "http"])

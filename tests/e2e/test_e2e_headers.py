@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from e2e_support import REPLY_TIMEOUT
 from streamer_infra.local import GatewayLimits, LocalStack
-from streamer_infra.local.limits import API_GATEWAY_MAX_HEADER_BYTES
+from streamer_infra.local._limits import API_GATEWAY_MAX_HEADER_BYTES
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 

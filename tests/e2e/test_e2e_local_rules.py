@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 import pytest
-from streamer_infra.local.authorizer import decide
-from streamer_infra.local.events import (
+from streamer_infra.local._authorizer import decide
+from streamer_infra.local._events import (
     ApiIdentity,
     ClientFacts,
     authorizer_event,
@@ -21,9 +21,9 @@ from streamer_infra.local.events import (
     disconnect_event,
     message_event,
 )
-from streamer_infra.local.invoker import Invocation, LocalFunction, ThreadInvoker
-from streamer_infra.local.sqs import sqs_event, succeeded_receipts
-from streamer_infra.local.threads import DaemonPool
+from streamer_infra.local._invoker import Invocation, LocalFunction, ThreadInvoker
+from streamer_infra.local._sqs import sqs_event, succeeded_receipts
+from streamer_infra.local._threads import DaemonPool
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:api/local/$connect"
 
@@ -248,7 +248,7 @@ def test_pinning_puts_every_thread_of_the_process_on_one_cpu() -> None:
     # In a child process: affinity is inherited, and this test run must keep its CPUs.
     script = (
         "import os, threading\n"
-        "from streamer_infra.local.affinity import pin_to_one_cpu\n"
+        "from streamer_infra.local._affinity import pin_to_one_cpu\n"
         "started = threading.Event(); stop = threading.Event()\n"
         "before = threading.Thread(target=lambda: (started.set(), stop.wait(5)))\n"
         "before.start(); started.wait(5)\n"

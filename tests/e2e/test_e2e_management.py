@@ -18,7 +18,7 @@ from e2e_support import (
     open_ws,
 )
 from streamer_infra.local import LocalStack
-from streamer_infra.local.management import api_timestamp
+from streamer_infra.local._management import api_timestamp
 from websockets.exceptions import ConnectionClosed
 
 API_GATEWAY_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from e2e_support import connection_store, eventually, open_ws, receive_for, send, stack_config
 from streamer_infra.local import BackgroundStack, DevKeys
-from streamer_infra.local.collector import SERVER_THRESHOLDS
+from streamer_infra.local._collector import SERVER_THRESHOLDS
 from websockets.exceptions import ConnectionClosed
 
 

@@ -24,7 +24,7 @@ from streamer_core.auth import TokenIssuer, generate_key_pair
 from streamer_handlers import ActionError, ProgressReporter, Request, Streamer
 from streamer_handlers.deployment import Runtime, Settings, reset_runtime, set_runtime
 from streamer_handlers.functions import connect, disconnect, processor, router
-from streamer_infra.local.events import (
+from streamer_infra.local._events import (
     ApiIdentity,
     ClientFacts,
     authorizer_event,
@@ -32,7 +32,7 @@ from streamer_infra.local.events import (
     disconnect_event,
     message_event,
 )
-from streamer_infra.local.sqs import sqs_event
+from streamer_infra.local._sqs import sqs_event
 
 HANDLERS_DIR = Path(__file__).resolve().parent
 if str(HANDLERS_DIR) not in sys.path:

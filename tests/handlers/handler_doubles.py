@@ -1,7 +1,7 @@
 """Test doubles for calling the handlers in-process, shared by the handler and reliability suites.
 
 Both suites drive the four functions on moto with the local gateway's event shapes
-(`streamer_infra.local.events`); what they need besides is here: the Lambda context object,
+(`streamer_infra.local._events`); what they need besides is here: the Lambda context object,
 a sender that records instead of posting, and a fresh set of tables and work queue per test.
 Importable as ``handler_doubles`` once ``tests/handlers`` is on ``sys.path`` (both conftests
 put it there).

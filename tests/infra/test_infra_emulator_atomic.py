@@ -26,12 +26,12 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from streamer_infra.local.atomic_dynamodb import (
+from streamer_infra.local._atomic_dynamodb import (
     atomic_dynamodb_installed,
     install_atomic_dynamodb,
     uninstall_atomic_dynamodb,
 )
-from streamer_infra.local.emulator import AwsEmulator, shared_emulator
+from streamer_infra.local._emulator import AwsEmulator, shared_emulator
 
 THREADS = 8
 ROUNDS = 10

@@ -11,7 +11,7 @@ from infra_harness import Deployment
 from streamer_core.auth import generate_key_pair
 from streamer_infra.aws.config import PROFILES
 from streamer_infra.local import BackgroundStack, DevKeys, LocalStackConfig
-from streamer_infra.local.stack import DEV_RESERVED_CONCURRENCY, local_only_environment
+from streamer_infra.local._stack import DEV_RESERVED_CONCURRENCY, local_only_environment
 
 FUNCTION = "aws:lambda/function:Function"
 RESOURCE_NAMES = {

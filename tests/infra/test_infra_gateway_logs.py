@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from streamer_infra.local import gateway
+from streamer_infra.local import _gateway as gateway
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 

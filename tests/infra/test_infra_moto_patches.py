@@ -19,17 +19,13 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 from streamer_core.auth import generate_key_pair
-from streamer_infra.local import (
-    DevKeys,
-    LocalStack,
-    LocalStackConfig,
-    atomic_dynamodb,
-    moto_speedups,
-)
-from streamer_infra.local.atomic_dynamodb import ATOMIC_DYNAMODB
-from streamer_infra.local.emulator import AwsEmulator, shared_emulator, stop_shared_emulator
-from streamer_infra.local.moto_patches import MotoPatches, Patch, serving, serving_request
-from streamer_infra.local.moto_speedups import MOTO_SPEEDUPS
+from streamer_infra.local import DevKeys, LocalStack, LocalStackConfig
+from streamer_infra.local import _atomic_dynamodb as atomic_dynamodb
+from streamer_infra.local import _moto_speedups as moto_speedups
+from streamer_infra.local._atomic_dynamodb import ATOMIC_DYNAMODB
+from streamer_infra.local._emulator import AwsEmulator, shared_emulator, stop_shared_emulator
+from streamer_infra.local._moto_patches import MotoPatches, Patch, serving, serving_request
+from streamer_infra.local._moto_speedups import MOTO_SPEEDUPS
 
 # -- the mechanism -----------------------------------------------------------------------
 

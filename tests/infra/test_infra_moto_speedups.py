@@ -21,11 +21,12 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from streamer_infra.local import atomic_dynamodb, moto_speedups
-from streamer_infra.local.atomic_dynamodb import ATOMIC_DYNAMODB
-from streamer_infra.local.emulator import stop_shared_emulator
-from streamer_infra.local.moto_patches import serving
-from streamer_infra.local.moto_speedups import (
+from streamer_infra.local import _atomic_dynamodb as atomic_dynamodb
+from streamer_infra.local import _moto_speedups as moto_speedups
+from streamer_infra.local._atomic_dynamodb import ATOMIC_DYNAMODB
+from streamer_infra.local._emulator import stop_shared_emulator
+from streamer_infra.local._moto_patches import serving
+from streamer_infra.local._moto_speedups import (
     MOTO_SPEEDUPS,
     install_moto_speedups,
     plain_projection,

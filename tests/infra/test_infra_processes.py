@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamer_infra.local.invoker import LocalFunction
-from streamer_infra.local.processes import ArchiveRuntime, ProcessInvoker, trace_header
+from streamer_infra.local._invoker import LocalFunction
+from streamer_infra.local._processes import ArchiveRuntime, ProcessInvoker, trace_header
 
 HANDLERS = """
 import json, os, sys, time

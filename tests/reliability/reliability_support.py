@@ -31,9 +31,9 @@ from streamer_core.storage import RequestKey
 from streamer_handlers import ActionError, ProgressReporter, Request, Streamer
 from streamer_handlers.deployment import ConnectionPruner, Runtime, Settings, set_runtime
 from streamer_handlers.functions import connect, disconnect, processor, router
-from streamer_infra.local import events
-from streamer_infra.local.events import ApiIdentity, ClientFacts
-from streamer_infra.local.sqs import sqs_event
+from streamer_infra.local import _events as events
+from streamer_infra.local._events import ApiIdentity, ClientFacts
+from streamer_infra.local._sqs import sqs_event
 
 API_ID = "rel0api123"
 STAGE = "reliability"

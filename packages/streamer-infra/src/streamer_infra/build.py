@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from .archive_twin import (
+from streamer_infra.archive_twin import (
     LAMBDA_PYTHON,
     LAMBDA_TASK_ROOT,
     PROVIDED_BY_RUNTIME,

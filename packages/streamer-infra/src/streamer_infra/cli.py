@@ -24,12 +24,12 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from .local.keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
+from streamer_infra.local._keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
 
 if TYPE_CHECKING:
     from streamer_core.auth import TokenIssuer
 
-    from .local.stack import LocalStack, LocalStackConfig
+    from streamer_infra.local._stack import LocalStack, LocalStackConfig
 
 __all__ = ["main", "parse_duration"]
 
@@ -189,7 +189,7 @@ def _token(args: argparse.Namespace, out: TextIO) -> int:
 
 # -- streamer dev ------------------------------------------------------------------------
 def _dev_config(args: argparse.Namespace) -> LocalStackConfig:
-    from .local.stack import LocalStackConfig
+    from streamer_infra.local._stack import LocalStackConfig
 
     keys, issuer = _dev_keys(args.jwt_public_key, args.jwt_private_key, args.state_dir)
     return LocalStackConfig(
@@ -214,7 +214,7 @@ def _print_trace(segment: Any) -> None:
 
 
 def _on_loopback(host: str) -> bool:
-    from .local.console import is_loopback
+    from streamer_infra.local._console import is_loopback
 
     return is_loopback(host)
 
@@ -252,7 +252,7 @@ def _banner(stack: LocalStack, app: str | None, out: TextIO) -> None:
 
 
 async def _serve_until_signalled(config: LocalStackConfig, out: TextIO) -> None:
-    from .local.stack import LocalStack
+    from streamer_infra.local._stack import LocalStack
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -334,7 +334,7 @@ class _ProgressBar:
 async def _run_demo(args: argparse.Namespace, out: TextIO) -> None:
     from streamer_client import StreamerClient
 
-    from .local.stack import LocalStack, LocalStackConfig
+    from streamer_infra.local._stack import LocalStack, LocalStackConfig
 
     with tempfile.TemporaryDirectory(prefix="streamer-demo-") as state:
         config = LocalStackConfig(
@@ -454,7 +454,7 @@ def _stack_queue_url(env: str) -> str:
     """The deployed stack's `workQueueUrl` output, read with the Pulumi CLI."""
     import subprocess
 
-    from .deploy import DeployError, project_dir, require_pulumi
+    from streamer_infra.deploy import DeployError, project_dir, require_pulumi
 
     try:
         pulumi = require_pulumi()

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .build import Artifact, BuildError, build
-from .build import parse_args as parse_build_args
+from streamer_infra.build import Artifact, BuildError, build
+from streamer_infra.build import parse_args as parse_build_args
 
 COMMANDS = ("build", "preview", "up", "destroy")
 DEFAULT_ENV = "dev"

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from .config import METRICS_NAMESPACE, StackSettings
-from .functions import DeployedFunction
-from .kms import StackKey
+from streamer_infra.aws.config import METRICS_NAMESPACE, StackSettings
+from streamer_infra.aws.functions import DeployedFunction
+from streamer_infra.aws.kms import StackKey
 
 PERIOD_SECONDS = 300
 

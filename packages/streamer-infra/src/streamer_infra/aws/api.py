@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .config import StackSettings
-from .functions import DeployedFunction
+from streamer_infra.aws.config import StackSettings
+from streamer_infra.aws.functions import DeployedFunction
 
 ROUTE_SELECTION = "$request.body.action"
 CONNECT_ROUTE = "$connect"

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .config import StackSettings
-from .functions import create_log_group
-from .kms import StackKey
+from streamer_infra.aws.config import StackSettings
+from streamer_infra.aws.functions import create_log_group
+from streamer_infra.aws.kms import StackKey
 
 LOG_DELIVERY_ACTIONS = (
     "logs:CreateLogStream",

@@ -14,7 +14,7 @@ import pulumi
 from streamer_handlers.deployment import METRICS_NAMESPACE as METRICS_NAMESPACE
 from streamer_handlers.deployment import Settings, metric_dimensions
 
-from ..build import LAMBDA_PYTHON, default_archive_path
+from streamer_infra.build import LAMBDA_PYTHON, default_archive_path
 
 SERVICE = "streamer"
 # The archive is built for this Python version; the runtime must match its wheels.

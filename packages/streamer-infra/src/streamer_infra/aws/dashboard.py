@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .config import METRICS_NAMESPACE, StackSettings
-from .functions import DeployedFunction
+from streamer_infra.aws.config import METRICS_NAMESPACE, StackSettings
+from streamer_infra.aws.functions import DeployedFunction
 
 WIDTH = 12
 HEIGHT = 6

@@ -9,9 +9,9 @@ import pulumi
 import pulumi_aws as aws
 from streamer_handlers.deployment import FunctionSpec, function_environment
 
-from .config import DEFAULT_RUNTIME, SERVICE, StackSettings
-from .iam import Resolver, create_role
-from .kms import StackKey
+from streamer_infra.aws.config import DEFAULT_RUNTIME, SERVICE, StackSettings
+from streamer_infra.aws.iam import Resolver, create_role
+from streamer_infra.aws.kms import StackKey
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 from streamer_handlers.deployment import FunctionSpec, Grant
 
-from .config import METRICS_NAMESPACE, StackSettings
+from streamer_infra.aws.config import METRICS_NAMESPACE, StackSettings
 
 # Actions AWS offers no resource-level permission for: `*` is the only valid resource. Each
 # reason is repeated in the package README; nothing outside this table may use `*`.

@@ -13,8 +13,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .account import Account
-from .config import StackSettings
+from streamer_infra.aws.account import Account
+from streamer_infra.aws.config import StackSettings
 
 
 @dataclass(frozen=True)

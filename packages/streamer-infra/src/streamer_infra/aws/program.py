@@ -12,19 +12,24 @@ from typing import Any
 import pulumi
 from streamer_handlers.deployment import FunctionSpec, Settings, function_specs, load_app
 
-from .account import Account, current_account
-from .alarms import create_alarm_topic, create_alarms
-from .api import create_api, wire_api
-from .api_logs import create_account_logging, create_api_log_groups
-from .config import StackSettings, load_settings
-from .dashboard import create_dashboard
-from .functions import DeployedFunction, base_environment, create_function, create_queue_trigger
-from .iam import SymbolTable
-from .kms import create_key
-from .publishers import create_publisher_policy
-from .queues import create_queues
-from .secrets import create_secrets
-from .tables import create_tables
+from streamer_infra.aws.account import Account, current_account
+from streamer_infra.aws.alarms import create_alarm_topic, create_alarms
+from streamer_infra.aws.api import create_api, wire_api
+from streamer_infra.aws.api_logs import create_account_logging, create_api_log_groups
+from streamer_infra.aws.config import StackSettings, load_settings
+from streamer_infra.aws.dashboard import create_dashboard
+from streamer_infra.aws.functions import (
+    DeployedFunction,
+    base_environment,
+    create_function,
+    create_queue_trigger,
+)
+from streamer_infra.aws.iam import SymbolTable
+from streamer_infra.aws.kms import create_key
+from streamer_infra.aws.publishers import create_publisher_policy
+from streamer_infra.aws.queues import create_queues
+from streamer_infra.aws.secrets import create_secrets
+from streamer_infra.aws.tables import create_tables
 
 REQUIRED_OUTPUTS = (
     "apiEndpoint",

@@ -17,10 +17,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .account import Account
-from .config import StackSettings
-from .kms import StackKey
-from .queues import Queues
+from streamer_infra.aws.account import Account
+from streamer_infra.aws.config import StackSettings
+from streamer_infra.aws.kms import StackKey
+from streamer_infra.aws.queues import Queues
 
 PUBLISH_ACTIONS = ("sqs:SendMessage",)
 ENCRYPT_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pulumi_aws as aws
 
-from ..queue_rules import visibility_timeout
-from .config import StackSettings
-from .kms import StackKey
+from streamer_infra._queue_rules import visibility_timeout
+from streamer_infra.aws.config import StackSettings
+from streamer_infra.aws.kms import StackKey
 
 RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600

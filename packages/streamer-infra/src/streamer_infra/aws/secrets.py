@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pulumi_aws as aws
 
-from .config import StackSettings
-from .kms import StackKey
+from streamer_infra.aws.config import StackSettings
+from streamer_infra.aws.kms import StackKey
 
 
 @dataclass(frozen=True)

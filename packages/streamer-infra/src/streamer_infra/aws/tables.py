@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pulumi_aws as aws
 from streamer_core.storage import TABLES, KeyAttribute, TableSpec
 
-from .config import StackSettings
-from .kms import StackKey
+from streamer_infra.aws.config import StackSettings
+from streamer_infra.aws.kms import StackKey
 
 
 def _key_schema(

@@ -12,44 +12,50 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .background import BackgroundStack
-    from .emulator import AwsEmulator, shared_emulator
-    from .gateway import Gateway, GatewayCounters, LiveConnection, Route, RouteTable
-    from .invoker import Invocation, Invoker, LocalFunction, ThreadInvoker
-    from .keys import DEV_ISSUER, DevKeys, keys_from_files, load_or_create_keys
-    from .limits import GatewayLimits
-    from .processes import ProcessInvoker
-    from .provision import Provisioned
-    from .stack import LocalStack, LocalStackConfig, StackAlreadyRunningError
-    from .wiring import FunctionSpecLike
-    from .xray import TraceSegment, XRaySink
+    from streamer_infra.local._background import BackgroundStack
+    from streamer_infra.local._emulator import AwsEmulator, shared_emulator
+    from streamer_infra.local._gateway import (
+        Gateway,
+        GatewayCounters,
+        LiveConnection,
+        Route,
+        RouteTable,
+    )
+    from streamer_infra.local._invoker import Invocation, Invoker, LocalFunction, ThreadInvoker
+    from streamer_infra.local._keys import DEV_ISSUER, DevKeys, keys_from_files, load_or_create_keys
+    from streamer_infra.local._limits import GatewayLimits
+    from streamer_infra.local._processes import ProcessInvoker
+    from streamer_infra.local._provision import Provisioned
+    from streamer_infra.local._stack import LocalStack, LocalStackConfig, StackAlreadyRunningError
+    from streamer_infra.local._wiring import FunctionSpecLike
+    from streamer_infra.local._xray import TraceSegment, XRaySink
 
 _EXPORTS = {
-    "BackgroundStack": "background",
-    "AwsEmulator": "emulator",
-    "shared_emulator": "emulator",
-    "Gateway": "gateway",
-    "GatewayCounters": "gateway",
-    "LiveConnection": "gateway",
-    "Route": "gateway",
-    "RouteTable": "gateway",
-    "Invocation": "invoker",
-    "Invoker": "invoker",
-    "LocalFunction": "invoker",
-    "ThreadInvoker": "invoker",
-    "ProcessInvoker": "processes",
-    "TraceSegment": "xray",
-    "XRaySink": "xray",
-    "DEV_ISSUER": "keys",
-    "DevKeys": "keys",
-    "keys_from_files": "keys",
-    "load_or_create_keys": "keys",
-    "GatewayLimits": "limits",
-    "Provisioned": "provision",
-    "LocalStack": "stack",
-    "LocalStackConfig": "stack",
-    "StackAlreadyRunningError": "stack",
-    "FunctionSpecLike": "wiring",
+    "BackgroundStack": "_background",
+    "AwsEmulator": "_emulator",
+    "shared_emulator": "_emulator",
+    "Gateway": "_gateway",
+    "GatewayCounters": "_gateway",
+    "LiveConnection": "_gateway",
+    "Route": "_gateway",
+    "RouteTable": "_gateway",
+    "Invocation": "_invoker",
+    "Invoker": "_invoker",
+    "LocalFunction": "_invoker",
+    "ThreadInvoker": "_invoker",
+    "ProcessInvoker": "_processes",
+    "TraceSegment": "_xray",
+    "XRaySink": "_xray",
+    "DEV_ISSUER": "_keys",
+    "DevKeys": "_keys",
+    "keys_from_files": "_keys",
+    "load_or_create_keys": "_keys",
+    "GatewayLimits": "_limits",
+    "Provisioned": "_provision",
+    "LocalStack": "_stack",
+    "LocalStackConfig": "_stack",
+    "StackAlreadyRunningError": "_stack",
+    "FunctionSpecLike": "_wiring",
 }
 
 __all__ = [

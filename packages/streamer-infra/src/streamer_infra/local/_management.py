@@ -15,7 +15,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from .events import ClientFacts
+from streamer_infra.local._events import ClientFacts
 
 __all__ = ["ManagedConnection", "api_timestamp", "management_routes"]
 

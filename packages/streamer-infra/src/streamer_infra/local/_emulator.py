@@ -30,9 +30,9 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .atomic_dynamodb import ATOMIC_DYNAMODB
-from .moto_patches import MotoPatches, serving
-from .moto_speedups import MOTO_SPEEDUPS
+from streamer_infra.local._atomic_dynamodb import ATOMIC_DYNAMODB
+from streamer_infra.local._moto_patches import MotoPatches, serving
+from streamer_infra.local._moto_speedups import MOTO_SPEEDUPS
 
 __all__ = ["AwsEmulator", "shared_emulator", "stop_shared_emulator"]
 

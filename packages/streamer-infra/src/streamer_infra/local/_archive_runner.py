@@ -15,9 +15,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..archive_twin import LAMBDA_PYTHON, prepare_twin
-from ..build import ensure_archive, workspace_root
-from .processes import ArchiveRuntime
+from streamer_infra.archive_twin import LAMBDA_PYTHON, prepare_twin
+from streamer_infra.build import ensure_archive, workspace_root
+from streamer_infra.local._processes import ArchiveRuntime
 
 __all__ = ["app_sources", "archive_runtime"]
 

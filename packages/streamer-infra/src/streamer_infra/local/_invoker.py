@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from streamer_core.auth import redact_tokens
 
-from .events import LambdaContext
-from .threads import DaemonPool
+from streamer_infra.local._events import LambdaContext
+from streamer_infra.local._threads import DaemonPool
 
 __all__ = ["Handler", "Invocation", "Invoker", "LocalFunction", "ThreadInvoker", "log_failure"]
 

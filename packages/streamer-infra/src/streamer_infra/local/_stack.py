@@ -29,23 +29,23 @@ from aiohttp import web
 from streamer_core.auth import TokenIssuer
 from streamer_handlers.deployment import Settings, function_environment
 
-from ..queue_rules import visibility_timeout
-from .affinity import pin_to_one_cpu
-from .collector import server_thresholds
-from .emulator import shared_emulator
-from .events import ApiIdentity
-from .gateway import Gateway
-from .invoker import Invoker, ThreadInvoker
-from .keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
-from .limits import GatewayLimits
-from .processes import ProcessInvoker
-from .provision import Provisioned, aws_client, provision
-from .sqs import QueueEventSource
-from .wiring import FunctionSpecLike, wire
-from .xray import TraceSegment, XRaySink
+from streamer_infra._queue_rules import visibility_timeout
+from streamer_infra.local._affinity import pin_to_one_cpu
+from streamer_infra.local._collector import server_thresholds
+from streamer_infra.local._emulator import shared_emulator
+from streamer_infra.local._events import ApiIdentity
+from streamer_infra.local._gateway import Gateway
+from streamer_infra.local._invoker import Invoker, ThreadInvoker
+from streamer_infra.local._keys import DEFAULT_STATE_DIR, DEV_ISSUER, DevKeys, load_or_create_keys
+from streamer_infra.local._limits import GatewayLimits
+from streamer_infra.local._processes import ProcessInvoker
+from streamer_infra.local._provision import Provisioned, aws_client, provision
+from streamer_infra.local._sqs import QueueEventSource
+from streamer_infra.local._wiring import FunctionSpecLike, wire
+from streamer_infra.local._xray import TraceSegment, XRaySink
 
 if TYPE_CHECKING:
-    from .console import Console
+    from streamer_infra.local._console import Console
 
 __all__ = [
     "LocalStack",
@@ -293,7 +293,7 @@ class LocalStack:
             self._invoker = ThreadInvoker(function_prefix=prefix, region=config.region)
         invoker = self._invoker
         if config.console is not False:
-            from .console import Console, console_enabled, is_loopback
+            from streamer_infra.local._console import Console, console_enabled, is_loopback
 
             if console_enabled(config.host, config.console):
                 self._console = Console(self, loopback_only=is_loopback(config.host))
@@ -399,7 +399,7 @@ class LocalStack:
 
     async def _archive_invoker(self, environment: Mapping[str, str], prefix: str) -> Invoker:
         """Worker processes that run the archive, and the X-Ray daemon their tracer sends to."""
-        from .archive_runner import archive_runtime
+        from streamer_infra.local._archive_runner import archive_runtime
 
         self._xray = XRaySink(on_segment=self.config.on_trace)
         await self._xray.start()
@@ -458,7 +458,7 @@ def _use_direct_sender(gateway: Gateway, loop: asyncio.AbstractEventLoop) -> Non
     """Give the handlers' runtime a sender that writes to `gateway`'s sockets directly."""
     from streamer_handlers.deployment import ConnectionPruner, Runtime, get_runtime, set_runtime
 
-    from .direct_sender import GatewaySender
+    from streamer_infra.local._direct_sender import GatewaySender
 
     def prune(connection_id: str) -> None:
         # The runtime in force when the 410 happens, with the storage it has then.

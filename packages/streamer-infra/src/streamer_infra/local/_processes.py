@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .invoker import Invocation, LocalFunction, log_failure
+from streamer_infra.local._invoker import Invocation, LocalFunction, log_failure
 
 __all__ = [
     "ArchiveRuntime",
@@ -46,7 +46,7 @@ __all__ = [
 
 logger = logging.getLogger("streamer.local.lambda")
 
-BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
+BOOTSTRAP = Path(__file__).with_name("_lambda_bootstrap.py")
 _STREAM_LIMIT = 64 * 1024 * 1024
 """A response line may carry a whole result; asyncio's default line limit is 64 KiB."""
 

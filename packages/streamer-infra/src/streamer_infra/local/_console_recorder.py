@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from streamer_core.auth import redact_tokens
 
-from .invoker import Handler, Invocation, Invoker, LocalFunction
-from .processes import worker_output
+from streamer_infra.local._invoker import Handler, Invocation, Invoker, LocalFunction
+from streamer_infra.local._processes import worker_output
 
 if TYPE_CHECKING:
-    from .events import ClientFacts
-    from .gateway import LiveConnection
+    from streamer_infra.local._events import ClientFacts
+    from streamer_infra.local._gateway import LiveConnection
 
 __all__ = [
     "ConnectionLookup",

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .gateway import Route, RouteTable
-from .invoker import Handler, LocalFunction
+from streamer_infra.local._gateway import Route, RouteTable
+from streamer_infra.local._invoker import Handler, LocalFunction
 
 __all__ = ["FunctionSpecLike", "Wiring", "resolve_handler", "wire"]
 

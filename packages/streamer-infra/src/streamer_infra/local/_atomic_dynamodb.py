@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .moto_patches import MotoPatches, Patch, serving_request
+from streamer_infra.local._moto_patches import MotoPatches, Patch, serving_request
 
 __all__ = [
     "ATOMIC_DYNAMODB",

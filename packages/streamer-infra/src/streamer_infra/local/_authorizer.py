@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .invoker import Invocation
+from streamer_infra.local._invoker import Invocation
 
 __all__ = ["AuthorizerDecision", "decide"]
 

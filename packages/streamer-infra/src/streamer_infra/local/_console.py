@@ -44,12 +44,17 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from streamer_core.auth import redact_tokens
 
-from .console_recorder import Recorder, RecordingInvoker, TopicCount, topic_counts
+from streamer_infra.local._console_recorder import (
+    Recorder,
+    RecordingInvoker,
+    TopicCount,
+    topic_counts,
+)
 
 if TYPE_CHECKING:
-    from .gateway import Gateway
-    from .invoker import Invoker
-    from .stack import LocalStack
+    from streamer_infra.local._gateway import Gateway
+    from streamer_infra.local._invoker import Invoker
+    from streamer_infra.local._stack import LocalStack
 
 __all__ = [
     "CLIENT_BUILD_COMMAND",

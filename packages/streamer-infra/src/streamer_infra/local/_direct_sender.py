@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 from streamer_handlers.deployment import DeliveryReport, Outcome, logger, settle
 
-from .limits import byte_size
+from streamer_infra.local._limits import byte_size
 
 if TYPE_CHECKING:
-    from .gateway import Gateway
+    from streamer_infra.local._gateway import Gateway
 
 __all__ = ["GatewaySender"]
 

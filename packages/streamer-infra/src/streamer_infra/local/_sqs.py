@@ -18,8 +18,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .invoker import Invocation, Invoker, LocalFunction
-from .threads import DaemonPool
+from streamer_infra.local._invoker import Invocation, Invoker, LocalFunction
+from streamer_infra.local._threads import DaemonPool
 
 __all__ = ["QueueEventSource", "sqs_event", "succeeded_receipts"]
 

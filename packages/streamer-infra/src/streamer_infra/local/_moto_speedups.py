@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .moto_patches import MotoPatches, Patch, serving_request
+from streamer_infra.local._moto_patches import MotoPatches, Patch, serving_request
 
 __all__ = [
     "MOTO_SPEEDUPS",

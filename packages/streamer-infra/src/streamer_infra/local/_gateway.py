@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 from streamer_core.auth import redact_tokens
 
-from .authorizer import AuthorizerDecision, decide
-from .events import (
+from streamer_infra.local._authorizer import AuthorizerDecision, decide
+from streamer_infra.local._events import (
     ApiIdentity,
     ClientFacts,
     authorizer_event,
@@ -32,9 +32,14 @@ from .events import (
     disconnect_event,
     message_event,
 )
-from .invoker import Invoker, LocalFunction
-from .limits import GatewayLimits, byte_size, header_section_bytes, oversize_error
-from .management import management_routes
+from streamer_infra.local._invoker import Invoker, LocalFunction
+from streamer_infra.local._limits import (
+    GatewayLimits,
+    byte_size,
+    header_section_bytes,
+    oversize_error,
+)
+from streamer_infra.local._management import management_routes
 
 __all__ = [
     "Gateway",

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from types import TracebackType
 
-from .stack import LocalStack, LocalStackConfig
+from streamer_infra.local._stack import LocalStack, LocalStackConfig
 
 __all__ = ["BackgroundStack"]
 
