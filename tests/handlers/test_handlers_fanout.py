@@ -397,9 +397,28 @@ def test_the_pacer_holds_posts_to_its_rate():
     time = FakeTime()
     pacer = Pacer(50, clock=time.clock, sleep=time.sleep)
     assert pacer.slice_size == 5
-    for _ in range(40):  # 200 posts: 50 from the full bucket, 150 at 50 a second
+    for _ in range(40):  # 200 posts at 50 a second
         pacer.take(5)
-    assert time.now == pytest.approx(3.0)
+    assert time.now == pytest.approx(4.0)
+
+
+def test_a_new_pacer_has_no_burst_to_give():
+    """Every invocation starts empty: a stream of short invocations in one execution
+    environment cannot post faster than the rate by starting each with a full bucket."""
+    time = FakeTime()
+    for _ in range(10):
+        pacer = Pacer(50, clock=time.clock, sleep=time.sleep)
+        pacer.take(5)
+    assert time.now == pytest.approx(1.0)
+
+
+def test_an_idle_pacer_saves_up_one_slice_at_most():
+    time = FakeTime()
+    pacer = Pacer(50, clock=time.clock, sleep=time.sleep)
+    time.now += 60  # a minute of waiting on something else
+    for _ in range(11):
+        pacer.take(5)
+    assert time.now == pytest.approx(61.0)
 
 
 def test_an_invocation_sends_its_shards_at_the_paced_rate(small_shards, monkeypatch):
@@ -419,5 +438,5 @@ def test_an_invocation_sends_its_shards_at_the_paced_rate(small_shards, monkeypa
     publish("acme", "wide", "x")
     assert _run_queue(stack) == 1
     assert _events_per_connection(stack.sender) == Counter(ids)
-    # 40 posts at 20 a second, the first 20 from a full bucket: one second of waiting.
-    assert time.now == pytest.approx(1.0)
+    # 40 posts at 20 a second.
+    assert time.now == pytest.approx(2.0)

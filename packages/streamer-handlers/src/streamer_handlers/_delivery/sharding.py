@@ -18,13 +18,15 @@ reads.
 (2,500 in some Regions), shared by every REST, HTTP and WebSocket API of the account,
 WebSocket messages and connection setup included, and by every ``@connections`` call.
 Shards may use at most half of it, :data:`SHARD_BUDGET_PER_SECOND`. Every post a processor
-invocation makes for a fan-out passes one token bucket of
-:attr:`FanoutLimits.sends_per_second`, and a function never runs more invocations at once
-than its reserved concurrency, so shards never post faster than ``reserved concurrency x
-sends_per_second``. The default is the budget over the largest reserved concurrency of the
-deployment document (production's 100): 5,000 / 100 = 50 posts per second per invocation,
-which keeps dev (10 x 50 = 500/s) and staging (50 x 50 = 2,500/s) under it too. A
-deployment that raises its concurrency must lower the rate to match (``docs/fanout.md``).
+invocation makes for a fan-out passes one :class:`Pacer` of
+:attr:`FanoutLimits.sends_per_second` (a bucket that starts empty, so a new invocation
+brings no burst), and a function never runs more invocations at once than its reserved
+concurrency, so shards never post faster than ``reserved concurrency x sends_per_second``
+(plus one slice, a tenth of a second's worth, per invocation). The default is the budget
+over the largest reserved concurrency of the deployment document (production's 100):
+5,000 / 100 = 50 posts per second per invocation, which keeps dev (10 x 50 = 500/s) and
+staging (50 x 50 = 2,500/s) under it too. A deployment that raises its concurrency must
+lower the rate to match (``docs/fanout.md``).
 
 **Nothing is dropped silently.** Throttled posts are retried by the sender with backoff;
 connections still owed after that are queued again as a narrower shard after a delay
@@ -80,7 +82,6 @@ publisher's own process would hold a caller (a router invocation has 29 s) for t
 MAX_SHARD_ATTEMPTS = 5
 """Deliveries of one connection's share of an event: the first, then up to four retries."""
 RETRY_DELAY_CAP_SECONDS = 60
-FANOUT_SHARDS_QUEUED = "FanoutShardsQueued"
 FANOUT_UNDELIVERED = "FanoutUndelivered"
 
 SQS_BATCH_ENTRIES = 10
@@ -145,10 +146,15 @@ class FanoutLimits:
 
 
 class Pacer:
-    """A token bucket holding one second of posts: the rate bound of one invocation.
+    """The rate bound of one invocation: a token bucket that starts empty and holds at
+    most one slice of posts.
 
-    Shared by the threads of one invocation's records; each asks for a slice of posts and
-    waits until the bucket holds that many tokens.
+    Shared by the threads of one invocation's records; each asks for a slice and waits
+    until the bucket holds that many tokens. Starting empty is what makes the bound hold for
+    short invocations too: a bucket that started full would give every new invocation in
+    the same execution environment a burst of its own, and a stream of invocations of one
+    small shard each could post far above the rate. So in any interval of T seconds one
+    invocation posts at most ``per_second x T`` plus one slice.
     """
 
     def __init__(
@@ -161,18 +167,15 @@ class Pacer:
         if not per_second > 0:
             raise ValueError("per_second must be above 0")
         self.per_second = per_second
-        self.capacity = max(1.0, per_second)
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = self.capacity
-        self._updated = clock()
-        self._lock = threading.Lock()
-
-    @property
-    def slice_size(self) -> int:
+        self.slice_size = max(1, min(500, int(per_second / 10)))
         """Posts taken per request to the bucket: a tenth of a second's worth, so a slow
         rate sends little bursts and a fast one keeps the sender's threads busy."""
-        return max(1, min(500, int(self.per_second / 10)))
+        self.capacity = float(self.slice_size)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = 0.0
+        self._updated = clock()
+        self._lock = threading.Lock()
 
     def take(self, n: int) -> None:
         """Wait until ``n`` posts (at most the bucket's capacity) may be made, and take them."""
@@ -359,9 +362,7 @@ class ShardQueue:
                 break
             if attempt < _QUEUE_ATTEMPTS:
                 self._sleep(full_jitter_delay(attempt, base=0.1, cap=1.0))
-        queued = len(self._entries) - len(pending)
-        self.shards += queued
-        count(FANOUT_SHARDS_QUEUED, queued)
+        self.shards += len(self._entries) - len(pending)
         self._entries = []
         self._entry_bytes = 0
         if pending:
