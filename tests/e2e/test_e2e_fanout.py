@@ -18,6 +18,7 @@ import pytest
 from e2e_support import (
     FAST_HANDLER_ENV,
     REPLY_TIMEOUT,
+    connection_ids,
     open_ws,
     receive,
     receive_for,
@@ -133,7 +134,10 @@ async def test_a_shard_delivered_twice_reaches_the_sdks_subscriber_once(
         StreamerClient(fanout_stack.ws_url, token=token, **fast) as client,
         client.subscribe("twice") as events,
     ):
-        # A range covering every connection id API Gateway's alphabet can spell.
+        listed = [
+            *connection_ids(fanout_stack, "acme", "raw0"),
+            *connection_ids(fanout_stack, "acme", "sdk-twice"),
+        ]
         shard = {
             "kind": "fanout",
             "tenant": "acme",
@@ -141,8 +145,7 @@ async def test_a_shard_delivered_twice_reaches_the_sdks_subscriber_once(
             "id": "evt-twice",
             "published_at": 1,
             "data": "once",
-            "first": "+",
-            "last": "~",
+            "connections": listed,
             "attempt": 1,
         }
         sqs = fanout_stack.aws_client("sqs")

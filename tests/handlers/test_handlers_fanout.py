@@ -111,14 +111,13 @@ def test_a_larger_topic_is_cut_into_shards_of_the_shard_size(small_shards, subsc
     assert stack.sender.sent == []  # nothing left this process
 
     messages = _take_queue(stack)
-    shards = sorted(_bodies(messages), key=lambda body: body["first"])
+    shards = sorted(_bodies(messages), key=lambda body: body["connections"][0])
     assert [body["kind"] for body in shards] == ["fanout"] * len(sizes)
-    # Disjoint ranges covering every subscriber in order, each as large as its share.
-    bounds = [(body["first"], body["last"]) for body in shards]
+    # Every subscriber in exactly one shard, in order, each shard as large as its share.
     expected = [ids[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(len(sizes))]
-    assert bounds == [(part[0], part[-1]) for part in expected]
-    assert all("only" not in body for body in shards)
+    assert [body["connections"] for body in shards] == expected
     assert {body["id"] for body in shards} == {"evt-shards"}
+    assert {body["attempt"] for body in shards} == {1}
 
     assert _run(stack, messages) == {"batchItemFailures": []}
     assert _events_per_connection(stack.sender) == Counter(ids)
@@ -151,16 +150,56 @@ def test_bad_limits_are_configuration_errors(name, value):
         FanoutLimits.from_env({name: value})
 
 
-def test_a_shard_reads_its_range_so_late_subscribers_in_it_are_included(small_shards):
+def test_a_connection_that_unsubscribed_after_the_publish_is_skipped(small_shards):
     stack = small_shards
     ids = _subscribe(stack, SHARD + 1)
     publish("acme", "wide", "x")
     messages = _take_queue(stack)
-    late = ids[1][:-1] + "5="  # sorts between the first shard's ends
-    assert ids[0] < late < ids[SHARD - 1]
-    _subscribe_one(stack, late)
+    stack.runtime.storage.subscriptions.unsubscribe(ids[2], "wide")
     _run(stack, messages)
-    assert _events_per_connection(stack.sender) == Counter([*ids, late])
+    assert _events_per_connection(stack.sender) == Counter(ids[:2] + ids[3:])
+
+
+def test_an_expired_subscription_listed_in_a_shard_is_skipped(small_shards):
+    """DynamoDB deletes expired items late (moto never does): expired counts as gone."""
+    stack = small_shards
+    ids = _subscribe(stack, SHARD + 1)
+    publish("acme", "wide", "x")
+    messages = _take_queue(stack)
+    subscriptions = stack.runtime.storage.subscriptions
+    subscriptions.unsubscribe(ids[1], "wide")
+    subscriptions.subscribe(ids[1], "acme", "wide", expires_at=int(stack.clock()) - 1)
+    _run(stack, messages)
+    assert _events_per_connection(stack.sender) == Counter(ids[:1] + ids[2:])
+
+
+def test_a_shards_check_retries_the_keys_dynamodb_left_unprocessed():
+    from streamer_core.storage.subscriptions import SubscriptionStore
+
+    class Throttled:
+        """BatchGetItem that leaves the second key for a second call, as under throttling."""
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            keys = RequestItems["subs"]["Keys"]
+            self.calls.append([key["connection_id"]["S"] for key in keys])
+            found = [
+                {
+                    "connection_id": key["connection_id"],
+                    "tenant_topic": {"S": "acme#wide"},
+                    "expires_at": {"N": "2000000000"},
+                }
+                for key in keys[:1]
+            ]
+            rest = {"subs": {"Keys": keys[1:]}} if keys[1:] else {}
+            return {"Responses": {"subs": found}, "UnprocessedKeys": rest}
+
+    client = Throttled()
+    store = SubscriptionStore(client, "subs", clock=lambda: 1_800_000_000.0, sleep=lambda _: None)
+    assert store.subscribed("acme", "wide", ["a=", "b=", "a="]) == ["a=", "b="]
+    assert client.calls == [["a=", "b="], ["b="]]
 
 
 def _subscribe_one(stack, connection_id: str, tenant: str = "acme", topic: str = "wide") -> None:
@@ -204,8 +243,8 @@ def test_a_failed_shard_is_retried_for_the_failed_connections_only(small_shards)
     first = _take_queue(stack)
     assert _run(stack, first) == {"batchItemFailures": []}
     retries = _bodies(_take_queue_keep(stack))
-    # One retry per failed shard, narrowed to the connections it still owes.
-    assert sorted(tuple(body["only"]) for body in retries) == [
+    # One retry per failed shard, listing only the connections it still owes.
+    assert sorted(tuple(body["connections"]) for body in retries) == [
         (ids[1], ids[3]),
         (ids[SHARD + 2],),
     ]
@@ -228,13 +267,14 @@ def _take_queue_keep(stack) -> list[dict[str, Any]]:
     return messages
 
 
-def test_a_retry_cannot_reach_a_connection_its_range_does_not_hold(small_shards):
+def test_a_shard_reaches_only_the_topics_subscribers_among_what_it_lists(small_shards):
     stack = small_shards
     ids = _subscribe(stack, SHARD + 1)
+    elsewhere = _subscribe(stack, 2, topic="other", prefix="o")
     publish("acme", "wide", "x")
-    [shard] = [m for m in _take_queue(stack) if json.loads(m["Body"])["first"] == ids[0]]
+    [shard] = [m for m in _take_queue(stack) if ids[0] in json.loads(m["Body"])["connections"]]
     body = json.loads(shard["Body"])
-    body["only"] = [ids[2], ids[SHARD]]  # the second one is the next shard's
+    body["connections"] = [ids[2], *elsewhere, "never-connected="]
     _run(stack, [{**shard, "Body": json.dumps(body)}])
     assert _events_per_connection(stack.sender) == Counter([ids[2]])
 
@@ -275,7 +315,7 @@ def test_a_direct_publish_queues_the_connections_it_could_not_reach(small_shards
     assert report.delivered == (ids[0],)
     assert (report.failed, report.queued, report.shards) == ((), 1, 1)
     [retry] = _bodies(_take_queue_keep(stack))
-    assert (retry["only"], retry["attempt"]) == ([ids[1]], 2)
+    assert (retry["connections"], retry["attempt"]) == ([ids[1]], 2)
     _run_queue(stack)
     assert _events_per_connection(sender) == Counter(ids)
 
@@ -304,7 +344,7 @@ def test_a_shard_that_cannot_queue_its_retry_fails_alone_and_comes_back(small_sh
     publish("acme", "wide", "x")
     messages = _take_queue(stack)
     stack.reconfigure(sender=FlakySender({ids[0]}), sqs=_BrokenBatches(stack.sqs))
-    first = next(m for m in messages if json.loads(m["Body"])["first"] == ids[0])
+    first = next(m for m in messages if ids[0] in json.loads(m["Body"])["connections"])
     result = _run(stack, messages)
     assert result == {"batchItemFailures": [{"itemIdentifier": first["MessageId"]}]}
 

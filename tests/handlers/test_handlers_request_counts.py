@@ -239,5 +239,5 @@ def test_a_sharded_publish_is_its_pages_a_batch_per_ten_shards_then_a_query_per_
         for start in range(0, shards, 10):
             batch = [{"body": m["Body"]} for m in messages[start : start + 10]]
             assert stack.process(batch) == {"batchItemFailures": []}
-    # Each shard reads its own range (a shard is not trusted to name connections).
-    assert processed.counts.calls() == {"dynamodb.Query": shards, **_posts(subscribers)}
+    # Each shard checks its connections by their subscriptions' keys (a shard is not trusted).
+    assert processed.counts.calls() == {"dynamodb.BatchGetItem": shards, **_posts(subscribers)}

@@ -150,6 +150,8 @@ def function_specs(app: Streamer | None = None) -> tuple[FunctionSpec, ...]:
                 # A queued publish too large to send at once becomes shards, and a shard
                 # that could not reach everyone queues a retry.
                 Grant(("sqs:SendMessage",), ("queue:work",)),
+                # A shard's connections are checked by their subscriptions' keys.
+                Grant(("dynamodb:BatchGetItem",), ("table:subscriptions",)),
                 _MANAGE_CONNECTIONS,
                 *_PRUNE,
                 _KMS,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,6 +32,9 @@ FULL_READ_PAGE_SIZE = 1000
 _BACKOFF_CAP_SECONDS = 2.0
 # What a subscriber lookup reads of each subscription: who, and whether it is still live.
 _SUBSCRIBER_ATTRIBUTES = ("connection_id", "expires_at")
+# What checking a listed connection reads: who, in which tenant's topic, still live or not.
+_MEMBERSHIP_ATTRIBUTES = ("connection_id", "tenant_topic", "expires_at")
+BATCH_GET_LIMIT = 100  # DynamoDB's maximum number of keys in one BatchGetItem
 
 
 class SubscriptionStore:
@@ -127,46 +130,47 @@ class SubscriptionStore:
             attributes=_SUBSCRIBER_ATTRIBUTES,
         )
 
-    def subscribers_between(self, tenant_id: str, topic: str, first: str, last: str) -> list[str]:
-        """Live subscribers of ``topic`` in ``tenant_id`` whose connection id lies in
-        ``[first, last]``, in connection-id order.
+    def subscribed(self, tenant_id: str, topic: str, connection_ids: Sequence[str]) -> list[str]:
+        """Those of ``connection_ids`` that hold a live subscription to ``topic`` in
+        ``tenant_id``, in the order given, each once.
 
-        A fan-out shard names such a range instead of its connections: whoever wrote the
-        shard, what it reaches is read from this tenant's own partition of the index, so
-        it can only ever be subscribers of that tenant's topic.
+        A fan-out shard lists its connections, but whoever can write to the queue can
+        write a shard: each is looked up by its key (connection, topic) and kept only if
+        the subscription is this tenant's and live, so a shard reaches the topic's
+        subscribers of the tenant it names and nobody else.
         """
-        if not first or not last or first > last:
-            raise ValueError("a subscriber range needs first <= last, both non-empty")
         tenant_topic = compose_key(tenant_id, topic)
-        projected = {f"#a{index}": name for index, name in enumerate(_SUBSCRIBER_ATTRIBUTES)}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": _BY_TOPIC.name,
-            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :first AND :last",
-            "ExpressionAttributeNames": {
-                "#pk": "tenant_topic",
-                "#sk": "connection_id",
-                **projected,
-            },
-            "ExpressionAttributeValues": {
-                ":pk": {"S": tenant_topic},
-                ":first": {"S": first},
-                ":last": {"S": last},
-            },
-            "ProjectionExpression": ", ".join(projected),
-            "Limit": FULL_READ_PAGE_SIZE,
+        wanted = list(dict.fromkeys(connection_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            chunk = wanted[start : start + BATCH_GET_LIMIT]
+            for item in self._get_chunk([self._key(c, topic) for c in chunk]):
+                if item.get("tenant_topic") == tenant_topic and self._live(item):
+                    found.add(_connection_id(item))
+        return [connection_id for connection_id in wanted if connection_id in found]
+
+    def _get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = {f"#a{index}": name for index, name in enumerate(_MEMBERSHIP_ATTRIBUTES)}
+        request: dict[str, Any] = {
+            "Keys": keys,
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
         }
-        found: list[str] = []
-        while True:
-            response = self._client.query(**kwargs)
-            for raw in response.get("Items", []):
-                item = deserialize_item(raw)
-                if self._live(item):
-                    found.append(_connection_id(item))
-            last_key = response.get("LastEvaluatedKey")
-            if not last_key:
-                return found
-            kwargs["ExclusiveStartKey"] = last_key
+        items: list[dict[str, Any]] = []
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            if attempt:
+                self._sleep(
+                    full_jitter_delay(attempt, base=_BACKOFF_BASE_SECONDS, cap=_BACKOFF_CAP_SECONDS)
+                )
+            response = self._client.batch_get_item(RequestItems={self._table: request})
+            items += [
+                deserialize_item(raw) for raw in response.get("Responses", {}).get(self._table, [])
+            ]
+            unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
+            if not unprocessed or not unprocessed.get("Keys"):
+                return items
+            request = {**request, "Keys": unprocessed["Keys"]}
+        raise UnprocessedItemsError(len(request["Keys"]))
 
     def topics_of(self, connection_id: str) -> list[str]:
         return query_all(

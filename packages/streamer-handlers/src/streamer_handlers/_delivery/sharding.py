@@ -5,14 +5,12 @@ the publishing process itself (one query, then the posts: no queue hop). A large
 cut into shards of :attr:`FanoutLimits.shard_size` subscribers; each shard is one message
 on the work queue (kind ``fanout``), and processor invocations send them in parallel.
 
-**A shard names a range, not its connections.** Anyone allowed to send to the queue can
-write a shard message, so the processor never trusts a list of connection ids: a shard
-carries the first and the last connection id of its slice, and the processor reads the
-subscribers of the shard's tenant and topic in that range from the subscriptions index
-(sorted by connection id). Whatever a shard says, it reaches subscribers of that tenant's
-topic and nobody else: the audience a publish has anyway. A retry narrows the range and
-lists the connections still owed (``only``), which the processor intersects with what it
-reads.
+**A shard's connections are checked, not trusted.** Anyone allowed to send to the queue can
+write a shard message, so the processor looks up each connection a shard lists by its
+subscription's key (connection, topic: one ``BatchGetItem`` per 100) and sends only to those
+holding a live subscription to that topic in the shard's tenant. Whatever a shard says, it
+reaches subscribers of that tenant's topic and nobody else: the audience a publish has
+anyway. A retry is a shard listing the connections still owed.
 
 **The rate bound.** API Gateway allows an account 10,000 requests per second per Region
 (2,500 in some Regions), shared by every REST, HTTP and WebSocket API of the account,
@@ -84,6 +82,8 @@ MAX_SHARD_ATTEMPTS = 5
 RETRY_DELAY_CAP_SECONDS = 60
 FANOUT_UNDELIVERED = "FanoutUndelivered"
 
+MAX_SHARD_CONNECTIONS = 1000
+"""The most connections a shard message may list (a shard of the default size lists 100)."""
 SQS_BATCH_ENTRIES = 10
 SQS_BATCH_BYTES = 256 * 1024
 """SQS's limit on one message and on a whole batch (the queue's default maximum)."""
@@ -237,13 +237,11 @@ def shard_body(
     tenant_id: str,
     topic: str,
     event: EventFrame,
-    first: str,
-    last: str,
+    connection_ids: Sequence[str],
     *,
-    only: Sequence[str] | None = None,
     attempt: int = 1,
 ) -> str:
-    """The JSON of one ``fanout`` message (docs/protocol.md, "Publishing through the queue")."""
+    """The JSON of one ``fanout`` message (docs/fanout.md)."""
     body: dict[str, Any] = {
         "kind": KIND_FANOUT,
         "tenant": tenant_id,
@@ -251,12 +249,9 @@ def shard_body(
         "id": event.id,
         "published_at": event.published_at,
         "data": event.data,
-        "first": first,
-        "last": last,
+        "connections": list(connection_ids),
         "attempt": attempt,
     }
-    if only is not None:
-        body["only"] = list(only)
     return _safe_json(body)
 
 
@@ -275,11 +270,7 @@ class ShardQueueError(RuntimeError):
 
 
 class ShardQueue:
-    """Cuts subscriber ids into shards and queues them, up to ten per request.
-
-    ``restrict`` makes every shard list its connections (``only``): a retry owes the event
-    to those connections alone, not to everyone in their range.
-    """
+    """Cuts subscriber ids into shards and queues them, up to ten per request."""
 
     def __init__(
         self,
@@ -291,7 +282,6 @@ class ShardQueue:
         shard_size: int,
         attempt: int = 1,
         delay_seconds: int = 0,
-        restrict: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._runtime = runtime
@@ -301,7 +291,6 @@ class ShardQueue:
         self._shard_size = shard_size
         self._attempt = attempt
         self._delay = delay_seconds
-        self._restrict = restrict
         self._sleep = sleep
         self._ids: list[str] = []
         self._entries: list[str] = []
@@ -326,15 +315,7 @@ class ShardQueue:
         self._flush()
 
     def _cut(self, ids: Sequence[str]) -> None:
-        body = shard_body(
-            self._tenant_id,
-            self._topic,
-            self._event,
-            min(ids),
-            max(ids),
-            only=sorted(ids) if self._restrict else None,
-            attempt=self._attempt,
-        )
+        body = shard_body(self._tenant_id, self._topic, self._event, ids, attempt=self._attempt)
         size = len(body.encode("utf-8"))
         if size > SQS_BATCH_BYTES:
             raise ShardQueueError(f"a shard message of {size} bytes is over SQS's limit")
@@ -409,9 +390,8 @@ def queue_retry(
         shard_size=shard_size,
         attempt=attempt,
         delay_seconds=retry_delay_seconds(attempt - 1),
-        restrict=True,
     )
-    queue.add(sorted(owed))
+    queue.add(owed)
     queue.close()
     logger.info(
         "fan-out retry queued",

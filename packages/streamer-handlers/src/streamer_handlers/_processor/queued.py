@@ -30,6 +30,7 @@ from streamer_handlers._delivery.sharding import (
     KIND_FANOUT,
     KIND_PUBLISH,
     MAX_SHARD_ATTEMPTS,
+    MAX_SHARD_CONNECTIONS,
     FanoutLimits,
     Pacer,
     queue_retry,
@@ -85,9 +86,7 @@ class QueuedEvent:
     data: Any
     event_id: str | None
     published_at: int | None = None
-    first: str | None = None
-    last: str | None = None
-    only: tuple[str, ...] | None = None
+    connections: tuple[str, ...] = ()
     attempt: int = 1
 
     def frame(self, message_id: str) -> EventFrame:
@@ -146,14 +145,15 @@ def parse(runtime: Runtime, message: Mapping[str, Any]) -> QueuedEvent:
     data = message.get("data")
     if kind == KIND_PUBLISH:
         return QueuedEvent(kind, tenant_id, topic, data, event_id)
-    first, last = _required(message, "first"), _required(message, "last")
-    if first > last:
-        raise Rejected("first must not sort after last", "first")
-    only = message.get("only")
-    if only is not None:
-        if not isinstance(only, list) or not all(isinstance(c, str) and c for c in only):
-            raise Rejected("only must be a list of connection ids", "only")
-        only = tuple(only)
+    connections = message.get("connections")
+    if (
+        not isinstance(connections, list)
+        or not 0 < len(connections) <= MAX_SHARD_CONNECTIONS
+        or not all(isinstance(c, str) and c for c in connections)
+    ):
+        raise Rejected(
+            f"connections must list 1 to {MAX_SHARD_CONNECTIONS} connection ids", "connections"
+        )
     return QueuedEvent(
         kind,
         tenant_id,
@@ -161,9 +161,7 @@ def parse(runtime: Runtime, message: Mapping[str, Any]) -> QueuedEvent:
         data,
         event_id,
         published_at=_integer(message, "published_at", minimum=0),
-        first=first,
-        last=last,
-        only=only,
+        connections=tuple(connections),
         attempt=_integer(message, "attempt", minimum=1),
     )
 
@@ -238,14 +236,11 @@ def _send_shard(
     pacer: Pacer,
     ends_at: float,
 ) -> None:
-    """Send one shard to the subscribers in its range (those it still owes, on a retry),
+    """Send one shard to those of its connections that are subscribers of its tenant's topic,
     and queue whoever it could not reach for the next attempt."""
-    connection_ids = runtime.storage.subscriptions.subscribers_between(
-        event.tenant_id, event.topic, event.first or "", event.last or ""
+    connection_ids = runtime.storage.subscriptions.subscribed(
+        event.tenant_id, event.topic, event.connections
     )
-    if event.only is not None:
-        owed = frozenset(event.only)
-        connection_ids = [c for c in connection_ids if c in owed]
     report, untried = send_paced(runtime, connection_ids, data, pacer, ends_at=ends_at)
     retry = [*report.failed, *untried]
     if retry:
