@@ -50,6 +50,8 @@ from streamer_core.backoff import full_jitter_delay
 from streamer_handlers._delivery.management import DeliveryReport
 from streamer_handlers._lambda.observability import count, logger
 from streamer_handlers._lambda.settings import SettingsError
+from streamer_handlers._lambda.settings import _integer as _env_integer
+from streamer_handlers._lambda.settings import _number as _env_number
 
 if TYPE_CHECKING:
     from streamer_core import EventFrame
@@ -94,26 +96,6 @@ _SQS_UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 """Characters SQS refuses in a message body; JSON escapes them instead."""
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise SettingsError(f"{name} must be a finite number >= {minimum:g}, got {raw!r}")
-    return value
-
-
-def _env_integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    value = _env_number(env, name, default, minimum)
-    if value != int(value):
-        raise SettingsError(f"{name} must be a whole number, got {value:g}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class FanoutLimits:
     """How a fan-out is split and how fast its shards may be sent."""
@@ -137,10 +119,14 @@ class FanoutLimits:
         a stack or a test that changes the environment is seen at once."""
         env = os.environ if environ is None else environ
         return cls(
-            shard_size=_env_integer(env, "STREAMER_FANOUT_SHARD_SIZE", DEFAULT_SHARD_SIZE, 1),
-            direct_max=_env_integer(env, "STREAMER_FANOUT_DIRECT_MAX", DEFAULT_DIRECT_MAX, 0),
+            shard_size=_env_integer(
+                env, "STREAMER_FANOUT_SHARD_SIZE", DEFAULT_SHARD_SIZE, minimum=1
+            ),
+            direct_max=_env_integer(
+                env, "STREAMER_FANOUT_DIRECT_MAX", DEFAULT_DIRECT_MAX, minimum=0
+            ),
             sends_per_second=_env_number(
-                env, "STREAMER_FANOUT_SENDS_PER_SECOND", DEFAULT_SENDS_PER_SECOND, 1e-3
+                env, "STREAMER_FANOUT_SENDS_PER_SECOND", DEFAULT_SENDS_PER_SECOND, minimum=1e-3
             ),
         )
 
